@@ -1,0 +1,131 @@
+//! Builds the built-in plugins (the `plugins/` workspace) for `wasm32-wasip2` as part of the normal
+//! `cargo build` / `cargo test`, and copies each component to `target/plugins/NAME.wasm`.
+//!
+//! The nested cargo runs in its own target directory (`target/wasm`), so it never waits on the lock
+//! of the build that runs this script. Variables that cargo sets for build scripts and that would
+//! leak host settings into the wasm build (rustflags, wrappers, the target dir) are removed.
+//! `LOGSEC_SKIP_PLUGIN_BUILD=1` skips the step (for packagers who build the plugins separately).
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The target the plugins are built for; components come out of the linker directly.
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .parent()
+        .expect("host/ lives in the workspace root")
+        .to_path_buf();
+    let plugins = root.join("plugins");
+    for watched in ["plugins", "sdk/src", "sdk/Cargo.toml", "wit"] {
+        watch(&root.join(watched));
+    }
+    println!("cargo:rerun-if-env-changed=LOGSEC_SKIP_PLUGIN_BUILD");
+    if env::var_os("LOGSEC_SKIP_PLUGIN_BUILD").is_some() {
+        return;
+    }
+
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let wasm_target_dir = target_dir.join("wasm");
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&plugins)
+        .args([
+            "build",
+            "--release",
+            "--workspace",
+            "--target",
+            WASM_TARGET,
+            "--target-dir",
+        ])
+        .arg(&wasm_target_dir);
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_MAKEFLAGS",
+        "RUSTDOCFLAGS",
+        "CARGO_LLVM_COV",
+        "LLVM_PROFILE_FILE",
+        "CARGO_INCREMENTAL",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("run cargo to build the plugins");
+    if !status.success() {
+        panic!(
+            "building the plugins failed ({status}); is the {WASM_TARGET} target installed? \
+             `rustup target add {WASM_TARGET}`"
+        );
+    }
+
+    let built = wasm_target_dir.join(WASM_TARGET).join("release");
+    let out = target_dir.join("plugins");
+    fs::create_dir_all(&out).expect("create target/plugins");
+    for name in workspace_lib_names(&plugins) {
+        let from = built.join(format!("{name}.wasm"));
+        let to = out.join(format!("{name}.wasm"));
+        copy_if_changed(&from, &to);
+    }
+}
+
+/// Library names of the plugin workspace's members (each is `[lib] name = "..."`).
+fn workspace_lib_names(plugins: &Path) -> Vec<String> {
+    let manifest = fs::read_to_string(plugins.join("Cargo.toml")).expect("read plugins/Cargo.toml");
+    let members = manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("members"))
+        .expect("plugins/Cargo.toml lists its members");
+    members
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(|member| {
+            let crate_manifest =
+                fs::read_to_string(plugins.join(member).join("Cargo.toml")).expect("read a plugin's Cargo.toml");
+            crate_manifest
+                .split("[lib]")
+                .nth(1)
+                .and_then(|lib| lib.lines().find_map(|l| l.trim().strip_prefix("name = ")))
+                .map(|n| n.trim_matches('"').to_owned())
+                .unwrap_or_else(|| member.replace('-', "_"))
+        })
+        .collect()
+}
+
+/// Copies through a temporary file and a rename, so a running `logsec` watching target/plugins never
+/// sees a half-written component; an unchanged component is left alone (no reload event).
+fn copy_if_changed(from: &Path, to: &Path) {
+    let bytes = fs::read(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
+    if fs::read(to).map(|old| old == bytes).unwrap_or(false) {
+        return;
+    }
+    let tmp = to.with_extension("wasm.tmp");
+    fs::write(&tmp, &bytes).unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
+    fs::rename(&tmp, to).unwrap_or_else(|e| panic!("rename to {}: {e}", to.display()));
+}
+
+fn watch(path: &Path) {
+    if path.is_dir() {
+        for entry in fs::read_dir(path).into_iter().flatten().flatten() {
+            let p = entry.path();
+            let name = entry.file_name();
+            if name == "target" || name.to_string_lossy().starts_with('.') && name != ".cargo" {
+                continue;
+            }
+            watch(&p);
+        }
+    }
+    println!("cargo:rerun-if-changed={}", path.display());
+}

@@ -1,0 +1,4 @@
+//! The subcommands of the `logsec` binary.
+
+pub mod check;
+pub mod plugins;

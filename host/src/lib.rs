@@ -1,0 +1,8 @@
+//! logsec: a real-time log security agent. Parsers, detectors and response policies are
+//! WebAssembly components (`wit/plugin.wit`) run by [`runtime`]; [`pipeline`] chains them.
+
+pub mod cmd;
+pub mod lines;
+pub mod paths;
+pub mod pipeline;
+pub mod runtime;

@@ -1,0 +1,118 @@
+//! The `logsec` command line (ARCHITECTURE §5).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use logsec::cmd::{check, plugins};
+use logsec::paths::{default_plugin_dir, default_rules};
+
+#[derive(Parser)]
+#[command(name = "logsec", version, about = "Real-time log security agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run logs through parse → detect → policy (rules only) and report flagged requests; applies nothing.
+    Check {
+        /// One JSON object per flagged request on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Parser to use.
+        #[arg(long, default_value = "nginx")]
+        format: String,
+        /// Plugin directory [default: target/plugins in the workspace, else /usr/lib/logsec/plugins].
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+        /// Rules file for the patterns detector [default: rules/patterns.json].
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Worker threads [default: one per core].
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Lines per batch crossing into the plugins.
+        #[arg(long, default_value_t = check::DEFAULT_BATCH_LINES)]
+        batch_size: usize,
+        /// Log files; none or `-` reads stdin.
+        files: Vec<PathBuf>,
+    },
+    /// List the plugins in a directory with kind, version and state.
+    Plugins {
+        /// Plugin directory [default: as for check].
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+        /// Rules file handed to the patterns detector while validating it.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `plugins` shows failures in its table; the other commands warn on stderr.
+    init_logging(if matches!(cli.command, Command::Plugins { .. }) {
+        "error"
+    } else {
+        "warn"
+    });
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("logsec: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check {
+            json,
+            format,
+            plugins,
+            rules,
+            workers,
+            batch_size,
+            files,
+        } => {
+            let opts = check::CheckOptions {
+                json,
+                format,
+                plugin_dir: plugins.unwrap_or_else(default_plugin_dir),
+                rules: rules.unwrap_or_else(default_rules),
+                inputs: files,
+                workers: workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+                batch_lines: batch_size,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            let summary = check::run(&opts, &mut out)?;
+            out.flush().ok();
+            eprint!("{}", summary.render());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugins { plugins: dir, rules } => {
+            let dir = dir.unwrap_or_else(default_plugin_dir);
+            let rules_text = std::fs::read_to_string(rules.unwrap_or_else(default_rules)).ok();
+            let mut out = std::io::stdout().lock();
+            plugins::run(&dir, rules_text, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_logging(default_level: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOGSEC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}

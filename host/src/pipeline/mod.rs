@@ -1,0 +1,202 @@
+//! The analysis pipeline of one worker: lines → parser → detectors → score → response policy.
+//!
+//! Invariants:
+//! - One output per input line, in order, whatever the plugins do.
+//! - Parsers and detectors fail open: a line the parser could not handle is `Unparsed` (counted), a
+//!   detector that failed contributes no findings (counted). The policy fails closed: no action.
+//! - The plugin set is read once per batch, so a hot swap takes effect between batches.
+
+pub mod score;
+pub mod slots;
+
+use std::sync::Arc;
+
+use crate::runtime::bindings::{Action, ActionKind, Assessment, Finding, ParseResult, Request};
+use crate::runtime::{Instance, Registry};
+pub use score::combined_score;
+use slots::Slots;
+
+/// Lowest combined score that makes a request worth a decision (below it the request is benign and
+/// only counted). Rules scored below this are informational.
+pub const DEFAULT_ESCALATE_AT: u8 = 5;
+
+/// How the pipeline runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The parser to use (`format` of a source).
+    pub format: String,
+    /// See [`DEFAULT_ESCALATE_AT`].
+    pub escalate_at: u8,
+    /// The response policy to use when several are loaded.
+    pub policy: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            format: "nginx".into(),
+            escalate_at: DEFAULT_ESCALATE_AT,
+            policy: "threshold".into(),
+        }
+    }
+}
+
+/// What became of one line.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Nothing to analyse (blank line, comment).
+    Skipped,
+    /// The line could not be parsed; why.
+    Unparsed(String),
+    /// Parsed and scored below `escalate_at`.
+    Clean,
+    /// Scored at or above `escalate_at`.
+    Flagged(Box<Flagged>),
+}
+
+/// A request that reached the policy.
+#[derive(Debug)]
+pub struct Flagged {
+    /// The request.
+    pub request: Request,
+    /// Every detector's findings.
+    pub findings: Vec<Finding>,
+    /// The combined score.
+    pub score: u8,
+    /// The policy's action (`none` when no policy is loaded or it failed).
+    pub action: Action,
+}
+
+/// Failures counted while processing one batch.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Errors {
+    /// Lines a parser call failed on (they are `Unparsed`).
+    pub parser: u64,
+    /// Requests a detector call failed on.
+    pub detector: u64,
+    /// Assessments the policy failed on.
+    pub policy: u64,
+}
+
+/// One worker: its warm instances and settings.
+pub struct Worker {
+    registry: Arc<Registry>,
+    settings: Settings,
+    slots: Slots,
+}
+
+impl Worker {
+    /// A worker over `registry`'s plugins.
+    pub fn new(registry: Arc<Registry>, settings: Settings) -> Worker {
+        Worker {
+            registry,
+            settings,
+            slots: Slots::default(),
+        }
+    }
+
+    /// Linear memory held by this worker's warm instances.
+    pub fn memory_bytes(&self) -> usize {
+        self.slots.memory_bytes()
+    }
+
+    /// Analyses a batch of lines; one outcome per line, in order.
+    pub fn process(&mut self, lines: &[String]) -> (Vec<Outcome>, Errors) {
+        let set = self.registry.snapshot();
+        self.slots.refresh(&set);
+        let runtime = self.registry.runtime().clone();
+        let mut errors = Errors::default();
+
+        let Some(parser) = set.parser(&self.settings.format) else {
+            let why = format!("no parser named {:?} is loaded", self.settings.format);
+            return (lines.iter().map(|_| Outcome::Unparsed(why.clone())).collect(), errors);
+        };
+        let parsed = self.slots.call(&runtime, parser, lines, Instance::parse_batch);
+
+        let mut outcomes = Vec::with_capacity(lines.len());
+        let mut requests = Vec::new();
+        let mut request_line = Vec::new();
+        for (i, result) in parsed.into_iter().enumerate() {
+            outcomes.push(match result {
+                Ok(ParseResult::Request(r)) => {
+                    requests.push(r);
+                    request_line.push(i);
+                    Outcome::Clean
+                }
+                Ok(ParseResult::Skip) => Outcome::Skipped,
+                Ok(ParseResult::Invalid(why)) => Outcome::Unparsed(why),
+                Err(e) => {
+                    errors.parser += 1;
+                    Outcome::Unparsed(format!("parser {}: {e}", parser.name))
+                }
+            });
+        }
+
+        let mut findings: Vec<Vec<Finding>> = vec![Vec::new(); requests.len()];
+        for detector in set.detectors() {
+            let found = self.slots.call(&runtime, detector, &requests, Instance::detect_batch);
+            for (all, result) in findings.iter_mut().zip(found) {
+                match result {
+                    Ok(f) => all.extend(f),
+                    Err(_) => errors.detector += 1,
+                }
+            }
+        }
+
+        let mut assessments = Vec::new();
+        let mut flagged_index = Vec::new();
+        for (i, (request, found)) in requests.iter_mut().zip(findings.iter_mut()).enumerate() {
+            let score = combined_score(found);
+            if score < self.settings.escalate_at {
+                continue;
+            }
+            flagged_index.push(i);
+            assessments.push(Assessment {
+                request: std::mem::replace(request, Request::empty()),
+                findings: std::mem::take(found),
+                score,
+                confidence: score,
+                malicious: true,
+                decided_by: "rules".into(),
+            });
+        }
+        if assessments.is_empty() {
+            return (outcomes, errors);
+        }
+
+        let actions: Vec<Action> = match set.policy(&self.settings.policy) {
+            Some(policy) => self
+                .slots
+                .call(&runtime, policy, &assessments, Instance::decide_batch)
+                .into_iter()
+                .map(|r| {
+                    r.unwrap_or_else(|e| {
+                        errors.policy += 1;
+                        no_action(format!("policy {} failed: {e}", policy.name))
+                    })
+                })
+                .collect(),
+            None => assessments
+                .iter()
+                .map(|_| no_action("no response policy is loaded".into()))
+                .collect(),
+        };
+        for ((assessment, action), i) in assessments.into_iter().zip(actions).zip(flagged_index) {
+            outcomes[request_line[i]] = Outcome::Flagged(Box::new(Flagged {
+                request: assessment.request,
+                findings: assessment.findings,
+                score: assessment.score,
+                action,
+            }));
+        }
+        (outcomes, errors)
+    }
+}
+
+fn no_action(reason: String) -> Action {
+    Action {
+        kind: ActionKind::None,
+        ttl_seconds: 0,
+        reason,
+    }
+}

@@ -1,0 +1,57 @@
+//! Integration tests of the host: one test binary (faster to link) with a module per concern.
+
+mod cli;
+mod python;
+mod reload;
+mod runtime;
+mod wat;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use logsec::runtime::{Limits, Runtime};
+
+/// A runtime with tight limits so hostile plugins are caught quickly.
+pub fn test_runtime() -> Arc<Runtime> {
+    Runtime::new(Limits {
+        max_memory_bytes: 64 << 20,
+        call_timeout: Duration::from_millis(300),
+        setup_timeout: Duration::from_secs(20),
+        max_instances: 200,
+    })
+    .expect("runtime")
+}
+
+/// The built-in plugins, built by host/build.rs.
+pub fn built_plugins() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("plugins")
+}
+
+/// The repository's rules file.
+pub fn rules_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/patterns.json")
+}
+
+/// Writes `bytes` to `path` the way a deploy should: temporary file, then rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().unwrap().to_string_lossy()));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Copies the named built-in plugins into `dir`.
+pub fn copy_builtin(dir: &Path, names: &[&str]) {
+    for n in names {
+        let from = built_plugins().join(format!("{n}.wasm"));
+        std::fs::copy(&from, dir.join(format!("{n}.wasm"))).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+    }
+}
+
+/// A combined-format line for `uri` from `ip`.
+pub fn line(ip: &str, uri: &str, ua: &str) -> String {
+    format!(r#"{ip} - - [25/Nov/2026:10:00:00 +0000] "GET {uri} HTTP/1.1" 200 512 "-" "{ua}""#)
+}
