@@ -121,7 +121,9 @@ fn watch(path: &Path) {
         for entry in fs::read_dir(path).into_iter().flatten().flatten() {
             let p = entry.path();
             let name = entry.file_name();
-            if name == "target" || name.to_string_lossy().starts_with('.') && name != ".cargo" {
+            if name == "target" || name == "node_modules" || name == "examples" && path.ends_with("plugins")
+                || name.to_string_lossy().starts_with('.') && name != ".cargo"
+            {
                 continue;
             }
             watch(&p);

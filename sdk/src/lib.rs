@@ -91,19 +91,50 @@ pub use bindings::parser::logsec::plugin::types::{
 };
 
 /// What a plugin may ask of the host.
+///
+/// Compiled natively (unit tests of a plugin's logic), these talk to a stand-in instead of the host:
+/// `log` writes to stderr and `count` keeps per-thread counters without a time window, so plugin
+/// code can be tested with `cargo test` as it is.
 pub mod host {
-    use crate::bindings::parser::logsec::plugin::host as raw;
-    pub use raw::Level;
+    pub use crate::bindings::parser::logsec::plugin::host::Level;
 
     /// Writes `message` to the host's log at `level`, tagged with the plugin's name.
     pub fn log(level: Level, message: &str) {
-        raw::log(level, message);
+        #[cfg(target_arch = "wasm32")]
+        crate::bindings::parser::logsec::plugin::host::log(level, message);
+        #[cfg(not(target_arch = "wasm32"))]
+        eprintln!("[{level:?}] {message}");
     }
 
     /// Adds `delta` to the counter `key` and returns its total over the last `window_seconds`
     /// (clamped by the host to 1..=3600). Counters survive hot swaps of the plugin.
     pub fn count(key: &str, window_seconds: u32, delta: u32) -> u64 {
-        raw::count(key, window_seconds, delta)
+        #[cfg(target_arch = "wasm32")]
+        return crate::bindings::parser::logsec::plugin::host::count(key, window_seconds, delta);
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let _ = window_seconds;
+            native::count(key, delta)
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    mod native {
+        use std::cell::RefCell;
+        use std::collections::HashMap;
+
+        thread_local! {
+            static COUNTERS: RefCell<HashMap<String, u64>> = RefCell::new(HashMap::new());
+        }
+
+        pub fn count(key: &str, delta: u32) -> u64 {
+            COUNTERS.with(|c| {
+                let mut c = c.borrow_mut();
+                let n = c.entry(key.to_owned()).or_default();
+                *n += u64::from(delta);
+                *n
+            })
+        }
     }
 }
 
@@ -276,6 +307,7 @@ macro_rules! export_parser {
     ($t:ty) => {
         const _: () = {
             $crate::__plugin_cell!($t);
+            #[allow(dead_code)]
             struct __LogsecExport;
             impl $crate::bindings::parser::Guest for __LogsecExport {
                 fn metadata() -> $crate::Metadata {
@@ -288,6 +320,9 @@ macro_rules! export_parser {
                     __logsec_with(|p| $crate::Parser::parse_batch(p, lines))
                 }
             }
+            // Exported symbols only in the component: natively the crate stays a plain library, so
+            // several plugins can be linked into one test or bench binary.
+            #[cfg(target_arch = "wasm32")]
             $crate::bindings::parser::export_parser_world!(__LogsecExport);
         };
     };
@@ -299,6 +334,7 @@ macro_rules! export_detector {
     ($t:ty) => {
         const _: () = {
             $crate::__plugin_cell!($t);
+            #[allow(dead_code)]
             struct __LogsecExport;
             impl $crate::bindings::detector::Guest for __LogsecExport {
                 fn metadata() -> $crate::Metadata {
@@ -313,6 +349,9 @@ macro_rules! export_detector {
                     __logsec_with(|p| $crate::Detector::detect_batch(p, requests))
                 }
             }
+            // Exported symbols only in the component: natively the crate stays a plain library, so
+            // several plugins can be linked into one test or bench binary.
+            #[cfg(target_arch = "wasm32")]
             $crate::bindings::detector::export_detector_world!(__LogsecExport);
         };
     };
@@ -324,6 +363,7 @@ macro_rules! export_policy {
     ($t:ty) => {
         const _: () = {
             $crate::__plugin_cell!($t);
+            #[allow(dead_code)]
             struct __LogsecExport;
             impl $crate::bindings::policy::Guest for __LogsecExport {
                 fn metadata() -> $crate::Metadata {
@@ -336,6 +376,9 @@ macro_rules! export_policy {
                     __logsec_with(|p| $crate::ResponsePolicy::decide_batch(p, items))
                 }
             }
+            // Exported symbols only in the component: natively the crate stays a plain library, so
+            // several plugins can be linked into one test or bench binary.
+            #[cfg(target_arch = "wasm32")]
             $crate::bindings::policy::export_policy_world!(__LogsecExport);
         };
     };
@@ -350,6 +393,13 @@ mod tests {
         assert_eq!(truncate("héllo", 2), "h");
         assert_eq!(truncate("héllo", 3), "hé");
         assert_eq!(truncate("abc", 10), "abc");
+    }
+
+    #[test]
+    fn host_functions_work_natively() {
+        host::log(host::Level::Info, "native log");
+        assert_eq!(host::count("k", 60, 2), 2);
+        assert_eq!(host::count("k", 60, 3), 5);
     }
 
     #[test]

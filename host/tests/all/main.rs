@@ -1,7 +1,7 @@
 //! Integration tests of the host: one test binary (faster to link) with a module per concern.
 
 mod cli;
-mod python;
+mod examples;
 mod reload;
 mod runtime;
 mod wat;

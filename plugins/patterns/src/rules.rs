@@ -1,0 +1,298 @@
+//! The rule file (`rules/patterns.json`): its schema, validation and compilation.
+//!
+//! Invariants:
+//! - [`parse`] either returns rules in which every rule compiled, or an error naming
+//!   the first offending rule (by id when it has one, by position otherwise).
+//! - Every pattern is compiled byte-oriented, ASCII-only (`\w`, `\b` are ASCII), case-insensitive
+//!   and multi-line (`^`/`$` match at argument boundaries), so the lazy DFA never has to give up on
+//!   Unicode word boundaries and a search is linear in the haystack.
+//! - A rule applies to at least one field, has at least one pattern and a score in `0..=10`; ids are
+//!   unique.
+
+use std::fmt;
+
+use regex::bytes::{Regex, RegexBuilder};
+use serde::Deserialize;
+
+use crate::normalize::View;
+
+/// Largest compiled size of one rule's regex; generous, but it stops a runaway repetition such as
+/// `(a{1000}){1000}` from exhausting the plugin's memory.
+const MAX_REGEX_BYTES: usize = 4 << 20;
+
+/// Longest rule id accepted; ids are shown in findings and metrics labels.
+const MAX_ID_LEN: usize = 64;
+
+/// A part of a request that rules look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Field {
+    /// The decoded path (the request target before `?`).
+    Path,
+    /// Every query argument as `name=value`, decoded, one per line (`^`/`$` match its ends).
+    Args,
+    /// The whole decoded request target.
+    Uri,
+    /// The decoded `User-Agent`.
+    UserAgent,
+    /// The decoded `Referer`.
+    Referer,
+    /// The decoded `Cookie` header, one cookie per line, when the log format carries it.
+    Cookie,
+    /// The method, lower case.
+    Method,
+    /// Names of the unusual encodings seen in the path and arguments, space separated:
+    /// `overlong-utf8 multi-encoded null-byte invalid-utf8 percent-u line-break encoded-markup`.
+    Encoding,
+}
+
+impl Field {
+    /// Every field, in index order.
+    pub const ALL: [Field; 8] = [
+        Field::Path,
+        Field::Args,
+        Field::Uri,
+        Field::UserAgent,
+        Field::Referer,
+        Field::Cookie,
+        Field::Method,
+        Field::Encoding,
+    ];
+
+    /// Dense index of the field, for per-field arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The field's name in rule files and evidence.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Field::Path => "path",
+            Field::Args => "args",
+            Field::Uri => "uri",
+            Field::UserAgent => "user_agent",
+            Field::Referer => "referer",
+            Field::Cookie => "cookie",
+            Field::Method => "method",
+            Field::Encoding => "encoding",
+        }
+    }
+}
+
+/// The view of a field a rule is written against, as spelled in rule files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ViewName {
+    #[default]
+    Plain,
+    Sql,
+    File,
+    Shell,
+}
+
+impl From<ViewName> for View {
+    fn from(v: ViewName) -> View {
+        match v {
+            ViewName::Plain => View::Plain,
+            ViewName::Sql => View::Sql,
+            ViewName::File => View::File,
+            ViewName::Shell => View::Shell,
+        }
+    }
+}
+
+/// The rule file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    /// Schema version; only 1 exists.
+    #[serde(default = "one")]
+    version: u32,
+    /// Free text for humans.
+    #[serde(default, rename = "description")]
+    _description: String,
+    rules: Vec<serde_json::Value>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One rule as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    id: String,
+    category: String,
+    score: u8,
+    description: String,
+    fields: Vec<Field>,
+    #[serde(default)]
+    view: ViewName,
+    #[serde(default)]
+    pattern: Option<String>,
+    #[serde(default)]
+    patterns: Vec<String>,
+    #[serde(default)]
+    unless: Vec<String>,
+}
+
+/// A compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Stable id, e.g. `sqli-union-select`.
+    pub id: String,
+    /// Finding category, e.g. `sqli`.
+    pub category: String,
+    /// Score of a finding, `0..=10`.
+    pub score: u8,
+    /// What the rule detects, for humans.
+    pub description: String,
+    /// The fields the rule applies to.
+    pub fields: Vec<Field>,
+    /// The view of those fields it matches.
+    pub view: View,
+    /// Source of the combined pattern (alternatives of every pattern).
+    pub source: String,
+    /// The combined pattern.
+    pub regex: Regex,
+    /// Matches on the same line that cancel a match.
+    pub unless: Vec<Regex>,
+    /// Rare bytes one of which every match contains (see [`crate::gate`]); `None` when ungated.
+    pub gate: Option<u64>,
+}
+
+/// Why a rule file was refused. Displayed on one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError(String);
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RuleError {}
+
+impl RuleError {
+    /// An error with `message`, which should be one line.
+    pub(crate) fn new(message: String) -> Self {
+        RuleError(one_line(message))
+    }
+}
+
+/// The regex builder every pattern is compiled with.
+fn builder(pattern: &str) -> RegexBuilder {
+    let mut b = RegexBuilder::new(pattern);
+    b.unicode(false)
+        .case_insensitive(true)
+        .multi_line(true)
+        .size_limit(MAX_REGEX_BYTES);
+    b
+}
+
+fn one_line(s: impl fmt::Display) -> String {
+    s.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Parses and compiles a rule file; every rule must be valid.
+pub fn parse(json: &str) -> Result<Vec<Rule>, RuleError> {
+    let file: RuleFile = serde_json::from_str(json).map_err(|e| RuleError(format!("rule file: {}", one_line(e))))?;
+    if file.version != 1 {
+        return Err(RuleError(format!(
+            "rule file: version {} is not supported (only 1)",
+            file.version
+        )));
+    }
+    let mut rules: Vec<Rule> = Vec::with_capacity(file.rules.len());
+    for (n, value) in file.rules.into_iter().enumerate() {
+        let name = match value.get("id").and_then(|v| v.as_str()) {
+            Some(id) => format!("rule \"{id}\""),
+            None => format!("rule #{}", n + 1),
+        };
+        let rule = compile(value).map_err(|e| RuleError(format!("{name}: {e}")))?;
+        if rules.iter().any(|r| r.id == rule.id) {
+            return Err(RuleError(format!("{name}: duplicate id")));
+        }
+        rules.push(rule);
+    }
+    Ok(rules)
+}
+
+fn valid_name(s: &str, extra: u8) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_ID_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == extra)
+}
+
+fn compile(value: serde_json::Value) -> Result<Rule, String> {
+    let spec: RuleSpec = serde_json::from_value(value).map_err(one_line)?;
+    if !valid_name(&spec.id, b'-') {
+        return Err("id must be 1-64 characters of a-z, 0-9 and '-'".into());
+    }
+    if !valid_name(&spec.category, b'_') {
+        return Err("category must be 1-64 characters of a-z, 0-9 and '_'".into());
+    }
+    if spec.score > 10 {
+        return Err(format!("score {} is out of 0..=10", spec.score));
+    }
+    if spec.description.trim().is_empty() {
+        return Err("description is empty".into());
+    }
+    if spec.fields.is_empty() {
+        return Err("fields is empty".into());
+    }
+    let mut patterns = spec.patterns;
+    if let Some(p) = spec.pattern {
+        patterns.insert(0, p);
+    }
+    if patterns.is_empty() {
+        return Err("no pattern (give \"pattern\" or \"patterns\")".into());
+    }
+    for (i, p) in patterns.iter().enumerate() {
+        check(p).map_err(|e| format!("pattern {} does not compile: {e}", i + 1))?;
+    }
+    let source = if patterns.len() == 1 {
+        patterns.swap_remove(0)
+    } else {
+        patterns
+            .iter()
+            .map(|p| format!("(?:{p})"))
+            .collect::<Vec<_>>()
+            .join("|")
+    };
+    let regex = builder(&source)
+        .build()
+        .map_err(|e| format!("patterns do not compile together: {}", one_line(e)))?;
+    let unless = spec
+        .unless
+        .iter()
+        .enumerate()
+        .map(|(i, p)| check(p).map_err(|e| format!("unless pattern {} does not compile: {e}", i + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut fields = spec.fields;
+    fields.dedup();
+    let gate = crate::gate::rule_gate(&source);
+    Ok(Rule {
+        id: spec.id,
+        category: spec.category,
+        score: spec.score,
+        description: spec.description,
+        fields,
+        view: spec.view.into(),
+        source,
+        regex,
+        unless,
+        gate,
+    })
+}
+
+/// Compiles one pattern, refusing ones that match the empty string (they would flag every request).
+fn check(pattern: &str) -> Result<Regex, String> {
+    let re = builder(pattern).build().map_err(one_line)?;
+    if re.is_match(b"") {
+        return Err("it matches the empty string".into());
+    }
+    Ok(re)
+}
