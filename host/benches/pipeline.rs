@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use logsec::pipeline::{Settings, Worker};
 use logsec::runtime::bindings::{ParseResult, Request};
 use logsec::runtime::{Instance, Limits, PluginConfigs, Registry, Runtime};
@@ -43,7 +43,14 @@ fn registry() -> Arc<Registry> {
         .unwrap_or_else(|| repo().join("target"))
         .join("plugins");
     let runtime = Runtime::new(Limits::default()).expect("runtime");
-    let reg = Registry::new(runtime, plugins, PluginConfigs { rules: Some(rules()), ..Default::default() });
+    let reg = Registry::new(
+        runtime,
+        plugins,
+        PluginConfigs {
+            rules: Some(rules()),
+            ..Default::default()
+        },
+    );
     reg.load_dir().expect("plugin dir");
     reg
 }
@@ -57,7 +64,12 @@ fn pipeline(c: &mut Criterion) {
     for batch in BATCHES {
         let mut worker = Worker::new(reg.clone(), Settings::default());
         group.bench_with_input(BenchmarkId::new("wasm", batch), &batch, |b, &batch| {
-            b.iter(|| lines.chunks(batch).map(|chunk| worker.process(chunk).0.len()).sum::<usize>())
+            b.iter(|| {
+                lines
+                    .chunks(batch)
+                    .map(|chunk| worker.process(chunk).0.len())
+                    .sum::<usize>()
+            })
         });
     }
     let mut parser = nginx::Nginx::default();
@@ -83,7 +95,11 @@ fn stages(c: &mut Criterion) {
     let reg = registry();
     let set = reg.snapshot();
     let nginx_plugin = set.parser("nginx").expect("nginx plugin").clone();
-    let patterns_plugin = set.detectors().find(|p| &*p.name == "patterns").expect("patterns plugin").clone();
+    let patterns_plugin = set
+        .detectors()
+        .find(|p| &*p.name == "patterns")
+        .expect("patterns plugin")
+        .clone();
     let mut parse_inst = nginx_plugin.instantiate(reg.runtime()).unwrap();
     let requests: Vec<Request> = parse_inst
         .parse_batch(&lines)
@@ -100,7 +116,12 @@ fn stages(c: &mut Criterion) {
     group.sample_size(20);
     for batch in [1, 64, 512] {
         group.bench_with_input(BenchmarkId::new("wasm", batch), &batch, |b, &batch| {
-            b.iter(|| lines.chunks(batch).map(|c| parse_inst.parse_batch(c).unwrap().len()).sum::<usize>())
+            b.iter(|| {
+                lines
+                    .chunks(batch)
+                    .map(|c| parse_inst.parse_batch(c).unwrap().len())
+                    .sum::<usize>()
+            })
         });
     }
     let mut native = nginx::Nginx::default();
@@ -114,7 +135,10 @@ fn stages(c: &mut Criterion) {
     for batch in [1, 64, 512] {
         group.bench_with_input(BenchmarkId::new("wasm", batch), &batch, |b, &batch| {
             b.iter(|| {
-                requests.chunks(batch).map(|c| detect_inst.detect_batch(c).unwrap().len()).sum::<usize>()
+                requests
+                    .chunks(batch)
+                    .map(|c| detect_inst.detect_batch(c).unwrap().len())
+                    .sum::<usize>()
             })
         });
     }
@@ -135,7 +159,12 @@ fn stages(c: &mut Criterion) {
     let mut group = c.benchmark_group("instantiate");
     group.sample_size(10);
     group.bench_function("patterns", |b| {
-        b.iter(|| patterns_plugin.instantiate(reg.runtime()).map(|i: Instance| i.memory_bytes()).unwrap())
+        b.iter(|| {
+            patterns_plugin
+                .instantiate(reg.runtime())
+                .map(|i: Instance| i.memory_bytes())
+                .unwrap()
+        })
     });
     group.finish();
 }

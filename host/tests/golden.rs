@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use logsec::cmd::check::{run, CheckOptions};
+use logsec::cmd::check::{CheckOptions, run};
 use logsec::runtime::bindings::ParseResult;
 use logsec::runtime::{Limits, PluginConfigs, Registry, Runtime};
 use serde_json::json;
@@ -20,7 +20,10 @@ fn repo() -> PathBuf {
 }
 
 fn built_plugins() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("target")).join("plugins")
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"))
+        .join("plugins")
 }
 
 fn cases(dir: &Path) -> Vec<PathBuf> {
@@ -67,10 +70,15 @@ fn parser_output(parser: &str, case: &Path) -> Result<String, String> {
     let reg = Registry::new(runtime, built_plugins(), configs);
     reg.load_dir().map_err(|e| e.to_string())?;
     let set = reg.snapshot();
-    let plugin = set.parser(parser).ok_or_else(|| format!("parser {parser} did not load: {:?}", reg.files()))?;
+    let plugin = set
+        .parser(parser)
+        .ok_or_else(|| format!("parser {parser} did not load: {:?}", reg.files()))?;
     let mut inst = plugin.instantiate(reg.runtime()).map_err(|e| e.to_string())?;
     let results = inst.parse_batch(&input_lines(case)).map_err(|e| e.to_string())?;
-    Ok(results.iter().map(|r| parse_result_json(r).to_string() + "\n").collect())
+    Ok(results
+        .iter()
+        .map(|r| parse_result_json(r).to_string() + "\n")
+        .collect())
 }
 
 fn rules_output(case: &Path) -> Result<String, String> {
@@ -140,7 +148,11 @@ fn main() {
                     }
                 }
                 if want.lines().count() != got.lines().count() {
-                    println!("      {} lines expected, {} produced", want.lines().count(), got.lines().count());
+                    println!(
+                        "      {} lines expected, {} produced",
+                        want.lines().count(),
+                        got.lines().count()
+                    );
                 }
                 failed += 1;
             }

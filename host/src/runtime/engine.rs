@@ -67,6 +67,10 @@ impl Runtime {
             .max_wasm_stack(1 << 20)
             .memory_init_cow(true)
             .parallel_compilation(true);
+        if std::env::var_os("LOGSEC_PERF_MAP").is_some() {
+            // Names JIT-compiled plugin functions for `perf` (writes /tmp/perf-PID.map).
+            cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if std::env::var_os("LOGSEC_NO_COMPILE_CACHE").is_none() {
             match wasmtime::Cache::from_file(None) {
                 Ok(cache) => {

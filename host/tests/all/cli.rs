@@ -20,14 +20,25 @@ fn logsec(args: &[&str], stdin: &[u8]) -> Output {
 }
 
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
 }
 
 fn sample() -> String {
     [
         line("203.0.113.5", "/index.html", "Mozilla/5.0"),
-        line("203.0.113.6", "/item.php?id=1%27%20union%20select%20password%20from%20users--", "Mozilla/5.0"),
-        line("203.0.113.7", "/search?q=%3Cscript%3Ealert(1)%3C/script%3E", "Mozilla/5.0"),
+        line(
+            "203.0.113.6",
+            "/item.php?id=1%27%20union%20select%20password%20from%20users--",
+            "Mozilla/5.0",
+        ),
+        line(
+            "203.0.113.7",
+            "/search?q=%3Cscript%3Ealert(1)%3C/script%3E",
+            "Mozilla/5.0",
+        ),
         line("203.0.113.8", "/download?file=../../../../etc/passwd", "Mozilla/5.0"),
         line("203.0.113.9", "/search?q=union+station+opening+hours", "Mozilla/5.0"),
     ]
@@ -42,7 +53,14 @@ fn check_json_reports_flagged_requests_with_line_numbers() {
     let flagged = json_lines(&out);
     let lines: Vec<u64> = flagged.iter().map(|o| o["line"].as_u64().unwrap()).collect();
     assert_eq!(lines, [2, 3, 4], "{flagged:?}");
-    let cats = |i: usize| flagged[i]["categories"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let cats = |i: usize| {
+        flagged[i]["categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
     assert!(cats(0).contains(&"sqli".to_owned()));
     assert!(cats(1).contains(&"xss".to_owned()));
     assert!(cats(2).contains(&"path_traversal".to_owned()));
@@ -72,16 +90,22 @@ fn check_reads_files_and_numbers_lines_per_file() {
 #[test]
 fn check_survives_bad_input() {
     let mut input = Vec::new();
-    input.extend_from_slice(b"1.2.3.4 - - [01/Nov/2026:00:00:00 +0000] \"GET /a?q=\xff\xfe\xc0 HTTP/1.1\" 200 1 \"-\" \"x\"\n");
+    input.extend_from_slice(
+        b"1.2.3.4 - - [01/Nov/2026:00:00:00 +0000] \"GET /a?q=\xff\xfe\xc0 HTTP/1.1\" 200 1 \"-\" \"x\"\n",
+    );
     input.extend_from_slice(b"1.2.3.4 - - [01/Nov/2026:00:00:00 +0000] \"GET /");
     input.extend(std::iter::repeat_n(b'A', 1 << 20));
-    input.extend_from_slice(b" HTTP/1.1\" 200 1 \"-\" \"x\"\n\x00\x00garbage\x00\n\n1.2.3.4 - - [01/Nov/2026:00:00:0\n");
+    input
+        .extend_from_slice(b" HTTP/1.1\" 200 1 \"-\" \"x\"\n\x00\x00garbage\x00\n\n1.2.3.4 - - [01/Nov/2026:00:00:0\n");
     input.extend_from_slice(line("5.6.7.8", "/index.php?id=1%27%20union%20select%201,2,3--", "x").as_bytes());
     input.push(b'\n');
     let out = logsec(&["check", "--json"], &input);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let flagged = json_lines(&out);
-    assert!(flagged.iter().any(|o| o["ip"] == "5.6.7.8" && o["line"] == 6), "{flagged:?}");
+    assert!(
+        flagged.iter().any(|o| o["ip"] == "5.6.7.8" && o["line"] == 6),
+        "{flagged:?}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("lines cut at"), "{stderr}");
     assert!(stderr.contains("not UTF-8"), "{stderr}");
@@ -105,11 +129,17 @@ fn broken_plugin_files_are_ignored_and_reported() {
     assert!(out.status.success());
     let table = String::from_utf8_lossy(&out.stdout);
     for name in ["garbage.wasm", "empty.wasm", "truncated.wasm"] {
-        let row = table.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} missing:\n{table}"));
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{table}"));
         assert!(row.contains("failed:"), "{row}");
     }
     for name in ["nginx", "patterns", "threshold"] {
-        assert!(table.lines().any(|l| l.contains(name) && l.contains("loaded")), "{name} not loaded:\n{table}");
+        assert!(
+            table.lines().any(|l| l.contains(name) && l.contains("loaded")),
+            "{name} not loaded:\n{table}"
+        );
     }
 }
 
@@ -123,8 +153,16 @@ fn missing_parser_is_a_clear_error() {
 
 #[test]
 fn human_output_never_passes_control_characters_to_the_terminal() {
-    let attack = line("198.51.100.4", "/x?id=1%27%20or%201=1--%1b[2J\x1b]0;pwned\x07", "Mozilla/5.0\x1b[31m");
+    let attack = line(
+        "198.51.100.4",
+        "/x?id=1%27%20or%201=1--%1b[2J\x1b]0;pwned\x07",
+        "Mozilla/5.0\x1b[31m",
+    );
     let out = logsec(&["check"], format!("{attack}\n").as_bytes());
     assert!(out.status.success());
-    assert!(!out.stdout.contains(&0x1b) && !out.stdout.contains(&0x07), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.stdout.contains(&0x1b) && !out.stdout.contains(&0x07),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -22,9 +22,16 @@ fn require_all() -> bool {
 /// Builds `plugins/examples/<example>/` with its build.sh into a fresh plugin directory beside the
 /// nginx parser and threshold policy, and loads it. `None` (after saying so) when `tool` is missing.
 fn build_and_load(example: &str, tool: &[&str], plugin: &str) -> Option<(tempfile::TempDir, Arc<Registry>)> {
-    let found = Command::new(tool[0]).args(&tool[1..]).output().is_ok_and(|o| o.status.success());
+    let found = Command::new(tool[0])
+        .args(&tool[1..])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
-        assert!(!require_all(), "{} is not installed, needed to build the {example} plugin", tool[0]);
+        assert!(
+            !require_all(),
+            "{} is not installed, needed to build the {example} plugin",
+            tool[0]
+        );
         eprintln!("SKIPPED the {example} plugin test: {} is not installed", tool[0]);
         return None;
     }
@@ -36,12 +43,24 @@ fn build_and_load(example: &str, tool: &[&str], plugin: &str) -> Option<(tempfil
         .arg(&wasm)
         .output()
         .expect("run build.sh");
-    assert!(build.status.success(), "{example}/build.sh failed:\n{}", String::from_utf8_lossy(&build.stderr));
+    assert!(
+        build.status.success(),
+        "{example}/build.sh failed:\n{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
     copy_builtin(dir.path(), &["nginx", "threshold"]);
-    let reg = Registry::new(Runtime::new(Limits::default()).unwrap(), dir.path(), PluginConfigs::default());
+    let reg = Registry::new(
+        Runtime::new(Limits::default()).unwrap(),
+        dir.path(),
+        PluginConfigs::default(),
+    );
     let loaded = reg.load_dir().unwrap();
     let set = reg.snapshot();
-    let p = set.plugins.iter().find(|p| &*p.name == plugin).unwrap_or_else(|| panic!("{loaded:?}"));
+    let p = set
+        .plugins
+        .iter()
+        .find(|p| &*p.name == plugin)
+        .unwrap_or_else(|| panic!("{loaded:?}"));
     assert_eq!(p.kind(), PluginKind::Detector);
     eprintln!(
         "{plugin}: {} bytes, compile {} ms, instance memory {:.1} MiB",
@@ -76,9 +95,17 @@ fn python_detector_loads_and_finds_scanners() {
     }
     let (outcomes, errors) = Worker::new(reg, Settings::default()).process(&lines);
     assert_eq!(errors.detector, 0, "the Python detector failed");
-    assert!(rules_of(&outcomes[0]).iter().any(|r| r.contains("sqlmap")), "{:?}", outcomes[0]);
+    assert!(
+        rules_of(&outcomes[0]).iter().any(|r| r.contains("sqlmap")),
+        "{:?}",
+        outcomes[0]
+    );
     assert!(matches!(outcomes[1], Outcome::Clean), "{:?}", outcomes[1]);
-    assert!(rules_of(&outcomes[26]).iter().any(|r| r.contains("404")), "{:?}", outcomes[26]);
+    assert!(
+        rules_of(&outcomes[26]).iter().any(|r| r.contains("404")),
+        "{:?}",
+        outcomes[26]
+    );
 }
 
 #[test]
@@ -86,9 +113,16 @@ fn javascript_detector_loads_and_finds_scanners() {
     let Some((_dir, reg)) = build_and_load("js-detector", &["npm", "--version"], "js-scanner") else {
         return;
     };
-    let lines = [line("203.0.113.12", "/", "Mozilla/5.00 (Nikto/2.5.0) (Evasions:None)"), line("203.0.113.13", "/", BROWSER)];
+    let lines = [
+        line("203.0.113.12", "/", "Mozilla/5.00 (Nikto/2.5.0) (Evasions:None)"),
+        line("203.0.113.13", "/", BROWSER),
+    ];
     let (outcomes, errors) = Worker::new(reg, Settings::default()).process(&lines);
     assert_eq!(errors.detector, 0, "the JavaScript detector failed");
-    assert!(rules_of(&outcomes[0]).iter().any(|r| r.contains("nikto")), "{:?}", outcomes[0]);
+    assert!(
+        rules_of(&outcomes[0]).iter().any(|r| r.contains("nikto")),
+        "{:?}",
+        outcomes[0]
+    );
     assert!(matches!(outcomes[1], Outcome::Clean), "{:?}", outcomes[1]);
 }

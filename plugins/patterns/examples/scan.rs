@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use logsec_sdk::{Detector, Request};
 use patterns::Patterns;
-use serde_json::json;
 
 /// Lines parsed before the detector runs over them, so the timing covers detection only.
 const CHUNK_LINES: usize = 4096;
@@ -158,22 +157,22 @@ fn flush(detector: &mut Patterns, chunk: &mut Vec<(usize, Request)>, min_score: 
             }
         }
         *stats.by_category.entry(categories[0].to_owned()).or_default() += 1;
-        let rules: Vec<String> = findings.iter().map(|f| format!("{}:{}", f.rule_id, f.score)).collect();
-        let evidence: Vec<&str> = findings.iter().map(|f| f.evidence.as_str()).collect();
+        let rules: Vec<&str> = findings.iter().map(|f| f.rule_id.as_str()).collect();
+        // Written by hand to keep the documented key order.
         println!(
-            "{}",
-            json!({
-                "line": line,
-                "ip": req.ip,
-                "method": req.method,
-                "uri": req.uri,
-                "categories": categories,
-                "score": score,
-                "rules": rules,
-                "evidence": evidence,
-            })
+            r#"{{"line": {line}, "ip": {}, "method": {}, "uri": {}, "categories": {}, "score": {score}, "rules": {}}}"#,
+            json(&req.ip),
+            json(&req.method),
+            json(&req.uri),
+            json(&categories),
+            json(&rules),
         );
     }
+}
+
+/// `value` as JSON text.
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
 /// Time this thread has spent on a CPU, from Linux's `/proc/thread-self/schedstat` (nanoseconds);

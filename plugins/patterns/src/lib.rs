@@ -4,8 +4,8 @@
 //! into fields (path, query arguments, user agent, referer, ...), each field is decoded the way a
 //! server or application would eventually decode it ([`normalize`]), and the rules' regexes run
 //! over the decoded text as a few regex sets per field ([`book`]), skipping sets that need a byte
-//! the text lacks ([`gate`]). Results for the user agent and referer, which repeat from request to
-//! request, are memoised ([`memo`]). Each matching rule gives one finding with its category, score
+//! the text lacks ([`gate`]). Results for the path, user agent and referer, which repeat from
+//! request to request, are memoised ([`memo`]). Each matching rule gives one finding with its category, score
 //! and the matched text as evidence.
 //!
 //! Invariants:
@@ -28,15 +28,9 @@ use crate::memo::Memo;
 use crate::rules::Field;
 use crate::subject::Subjects;
 
-/// Fields decoded from the request line, scanned for every request.
-const REQUEST_FIELDS: [Field; 6] = [
-    Field::Path,
-    Field::Args,
-    Field::Uri,
-    Field::Cookie,
-    Field::Method,
-    Field::Encoding,
-];
+/// Fields decoded from the request line and extra fields, scanned for every request (the path is
+/// memoised separately).
+const REQUEST_FIELDS: [Field; 5] = [Field::Args, Field::Uri, Field::Cookie, Field::Method, Field::Encoding];
 
 /// Fields whose values repeat across requests; their scan results are memoised.
 const REPEATED_FIELDS: [Field; 2] = [Field::UserAgent, Field::Referer];
@@ -47,6 +41,7 @@ pub struct Patterns {
     book: RuleBook,
     subjects: Subjects,
     memos: [Memo; REPEATED_FIELDS.len()],
+    path_memo: Memo,
     seen: Vec<bool>,
     field_seen: Vec<bool>,
     field_hits: Vec<Hit>,
@@ -72,10 +67,30 @@ impl Patterns {
         let book = &self.book;
         let needs = book.needs();
         book.begin(&mut self.seen);
-        self.subjects.load(request, needs);
+
+        // The path: most requests repeat one seen before (pages, assets), so its result is cached.
+        let path = request.uri.split('?').next().unwrap_or_default();
+        let cached = self.path_memo.get(path);
+        self.subjects
+            .load(request, needs, cached.map(|(_, anomalies)| anomalies));
+        if cached.is_none() {
+            scan_alone(
+                book,
+                Field::Path,
+                &self.subjects,
+                &mut self.field_seen,
+                &mut self.field_hits,
+            );
+            self.path_memo
+                .put(path, &self.field_hits, self.subjects.path_anomalies());
+        }
+        let path_hits = self.path_memo.get(path).map_or(&self.field_hits[..], |(hits, _)| hits);
+        merge(path_hits, &mut self.seen, &mut self.hits);
+
         for field in REQUEST_FIELDS {
             book.scan_field(field, self.subjects.get(field), &mut self.seen, &mut self.hits);
         }
+
         for (memo, field) in self.memos.iter_mut().zip(REPEATED_FIELDS) {
             let raw = match field {
                 Field::UserAgent => request.user_agent.as_str(),
@@ -85,27 +100,31 @@ impl Patterns {
                 continue;
             }
             if memo.get(raw).is_none() {
-                // Scan on its own so the cached result does not depend on the other fields.
                 self.subjects.load_one(field, raw, needs);
-                book.begin(&mut self.field_seen);
-                self.field_hits.clear();
-                book.scan_field(
-                    field,
-                    self.subjects.get(field),
-                    &mut self.field_seen,
-                    &mut self.field_hits,
-                );
-                memo.put(raw, &self.field_hits);
+                scan_alone(book, field, &self.subjects, &mut self.field_seen, &mut self.field_hits);
+                memo.put(raw, &self.field_hits, normalize::Anomalies::none());
             }
-            let cached = memo.get(raw).unwrap_or(&self.field_hits);
-            for hit in cached {
-                if !self.seen[hit.rule] {
-                    self.seen[hit.rule] = true;
-                    self.hits.push(hit.clone());
-                }
-            }
+            let cached = memo.get(raw).map_or(&self.field_hits[..], |(hits, _)| hits);
+            merge(cached, &mut self.seen, &mut self.hits);
         }
         &self.hits
+    }
+}
+
+/// Scans one field on its own, so that a cached result does not depend on the other fields.
+fn scan_alone(book: &RuleBook, field: Field, subjects: &Subjects, seen: &mut Vec<bool>, hits: &mut Vec<Hit>) {
+    book.begin(seen);
+    hits.clear();
+    book.scan_field(field, subjects.get(field), seen, hits);
+}
+
+/// Adds the `cached` hits of one field whose rules have not hit yet in this request.
+fn merge(cached: &[Hit], seen: &mut [bool], hits: &mut Vec<Hit>) {
+    for hit in cached {
+        if !seen[hit.rule] {
+            seen[hit.rule] = true;
+            hits.push(hit.clone());
+        }
     }
 }
 
@@ -120,7 +139,7 @@ impl Detector for Patterns {
         }
         let book = RuleBook::from_json(config).map_err(|e| format!("patterns: {e}"))?;
         self.book = book;
-        for memo in &mut self.memos {
+        for memo in self.memos.iter_mut().chain([&mut self.path_memo]) {
             memo.clear();
         }
         Ok(())

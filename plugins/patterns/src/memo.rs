@@ -1,5 +1,5 @@
 //! A small direct-mapped cache of scan results for fields whose values repeat from request to
-//! request (the user agent and the referer).
+//! request (the path, the user agent and the referer).
 //!
 //! Invariants:
 //! - A lookup costs one hash of the key and at most one string comparison: each key has exactly one
@@ -9,6 +9,7 @@
 //! - Entries are only valid for the rules they were computed with: [`Memo::clear`] on reconfigure.
 
 use crate::book::Hit;
+use crate::normalize::Anomalies;
 
 /// Number of slots; a few hundred distinct user agents make up most of a site's traffic, and a
 /// sparse table keeps two of them from sharing a slot.
@@ -21,6 +22,7 @@ pub const MAX_KEY_BYTES: usize = 512;
 struct Entry {
     key: Box<str>,
     hits: Vec<Hit>,
+    anomalies: Anomalies,
 }
 
 /// The cache of one field.
@@ -30,24 +32,26 @@ pub struct Memo {
 }
 
 impl Memo {
-    /// The hits cached for `key`, if any.
-    pub fn get(&self, key: &str) -> Option<&[Hit]> {
+    /// The hits and decoding anomalies cached for `key`, if any.
+    pub fn get(&self, key: &str) -> Option<(&[Hit], Anomalies)> {
         let entry = self.slots.get(slot(key))?.as_ref()?;
-        (*entry.key == *key).then_some(entry.hits.as_slice())
+        (*entry.key == *key).then_some((entry.hits.as_slice(), entry.anomalies))
     }
 
-    /// Caches `hits` for `key` (ignored when the key is too long).
-    pub fn put(&mut self, key: &str, hits: &[Hit]) {
+    /// Caches `hits` and `anomalies` for `key` (ignored when the key is too long).
+    pub fn put(&mut self, key: &str, hits: &[Hit], anomalies: Anomalies) {
         if key.len() > MAX_KEY_BYTES {
             return;
         }
         if self.slots.is_empty() {
             self.slots.resize_with(SLOTS, || None);
         }
-        self.slots[slot(key)] = Some(Entry {
+        let entry = Entry {
             key: key.into(),
             hits: hits.to_vec(),
-        });
+            anomalies,
+        };
+        self.slots[slot(key)] = Some(entry);
     }
 
     /// Forgets every entry.
@@ -86,11 +90,11 @@ mod tests {
     fn stores_and_replaces() {
         let mut m = Memo::default();
         assert!(m.get("curl/8").is_none());
-        m.put("curl/8", &[hit(3)]);
-        assert_eq!(m.get("curl/8").unwrap(), &[hit(3)]);
+        m.put("curl/8", &[hit(3)], Anomalies::NULL_BYTE);
+        assert_eq!(m.get("curl/8").unwrap(), (&[hit(3)][..], Anomalies::NULL_BYTE));
         assert!(m.get("curl/9").is_none());
-        m.put("curl/8", &[]);
-        assert_eq!(m.get("curl/8").unwrap().len(), 0);
+        m.put("curl/8", &[], Anomalies::none());
+        assert_eq!(m.get("curl/8").unwrap().0.len(), 0);
         m.clear();
         assert!(m.get("curl/8").is_none());
     }
@@ -99,7 +103,7 @@ mod tests {
     fn long_keys_are_not_cached() {
         let mut m = Memo::default();
         let long = "a".repeat(MAX_KEY_BYTES + 1);
-        m.put(&long, &[hit(1)]);
+        m.put(&long, &[hit(1)], Anomalies::none());
         assert!(m.get(&long).is_none());
     }
 }

@@ -96,9 +96,15 @@ impl Subject {
 pub struct Subjects {
     fields: [Subject; Field::ALL.len()],
     item: Normalized,
+    path_anomalies: Anomalies,
 }
 
 impl Subjects {
+    /// The anomalies of the last loaded path (given or decoded).
+    pub fn path_anomalies(&self) -> Anomalies {
+        self.path_anomalies
+    }
+
     /// The decoded `field` of the last loaded request.
     pub fn get(&self, field: Field) -> &Subject {
         &self.fields[field.index()]
@@ -106,8 +112,9 @@ impl Subjects {
 
     /// Decodes the fields of `req` that come from its request line and extra fields (everything but
     /// the user agent and referer, see [`Subjects::load_one`]) that `needs` asks for, replacing the
-    /// previous request's.
-    pub fn load(&mut self, req: &Request, needs: &Needs) {
+    /// previous request's. With `path_anomalies` the path is taken as already scanned (its result
+    /// was cached) and is not decoded; those anomalies stand in for its own.
+    pub fn load(&mut self, req: &Request, needs: &Needs, path_anomalies: Option<Anomalies>) {
         for s in &mut self.fields {
             s.clear();
         }
@@ -115,13 +122,17 @@ impl Subjects {
             Some(q) => (&req.uri[..q], Some(&req.uri[q + 1..])),
             None => (req.uri.as_str(), None),
         };
-        let mut anomalies = Anomalies::none();
         let want = |f: Field| needs.fields[f.index()];
-        if want(Field::Path) || want(Field::Encoding) {
-            self.item.set(path, true);
-            anomalies.insert(self.item.anomalies);
-            self.fields[Field::Path.index()].push(&self.item, &needs.views[Field::Path.index()]);
-        }
+        let mut anomalies = match path_anomalies {
+            Some(cached) => cached,
+            None if want(Field::Path) || want(Field::Encoding) => {
+                self.item.set(path, true);
+                self.fields[Field::Path.index()].push(&self.item, &needs.views[Field::Path.index()]);
+                self.item.anomalies
+            }
+            None => Anomalies::none(),
+        };
+        self.path_anomalies = anomalies;
         if (want(Field::Args) || want(Field::Encoding))
             && let Some(query) = query
         {
