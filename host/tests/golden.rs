@@ -4,6 +4,10 @@
 //! - `plugins/<parser>/tests/golden/<case>/`: the parser's result for every line.
 //! - `rules/tests/<case>/`: what `logsec check --json` reports (nginx parser, patterns, threshold).
 //!
+//! Rule cases also carry invariants that no blessing can change: in `rules/tests/<category>/`
+//! (one of the seven categories) every line must be flagged with that category, and in
+//! `rules/tests/benign-*/` no line may be flagged.
+//!
 //! `cargo test --release --test golden -- --bless` rewrites every `expected.jsonl` from the current
 //! output; review the diff before committing it. A filter argument runs only the cases whose path
 //! contains it.
@@ -81,6 +85,54 @@ fn parser_output(parser: &str, case: &Path) -> Result<String, String> {
         .collect())
 }
 
+/// The seven categories every rule set must cover.
+const CATEGORIES: [&str; 7] = [
+    "sqli",
+    "xss",
+    "path_traversal",
+    "nosqli",
+    "ssrf",
+    "command_injection",
+    "sensitive_file",
+];
+
+/// Checks a rule case's output against the invariant its folder name implies.
+fn rules_invariant(case: &Path, output: &str) -> Result<(), String> {
+    let name = case.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let flagged: Vec<serde_json::Value> = output.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    if name.starts_with("benign") {
+        if let Some(f) = flagged.first() {
+            return Err(format!(
+                "{} benign lines flagged, e.g. line {}: {} {}",
+                flagged.len(),
+                f["line"],
+                f["uri"],
+                f["rules"]
+            ));
+        }
+    } else if CATEGORIES.contains(&name) {
+        let total = input_lines(case).iter().filter(|l| !l.trim().is_empty()).count();
+        let right = flagged
+            .iter()
+            .filter(|f| f["categories"].as_array().is_some_and(|c| c.iter().any(|c| c == name)))
+            .count();
+        if right < total {
+            let missed: Vec<usize> = (1..=total)
+                .filter(|n| {
+                    !flagged.iter().any(|f| {
+                        f["line"] == *n && f["categories"].as_array().is_some_and(|c| c.iter().any(|c| c == name))
+                    })
+                })
+                .take(5)
+                .collect();
+            return Err(format!(
+                "{right} of {total} attack lines flagged as {name}; missed lines {missed:?}..."
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn rules_output(case: &Path) -> Result<String, String> {
     let opts = CheckOptions {
         json: true,
@@ -93,7 +145,9 @@ fn rules_output(case: &Path) -> Result<String, String> {
     };
     let mut out = Vec::new();
     run(&opts, &mut out).map_err(|e| format!("{e:#}"))?;
-    String::from_utf8(out).map_err(|e| e.to_string())
+    let out = String::from_utf8(out).map_err(|e| e.to_string())?;
+    rules_invariant(case, &out)?;
+    Ok(out)
 }
 
 /// Produces a case's output from its folder.

@@ -436,3 +436,39 @@ impl Summary {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_control_characters_and_cuts() {
+        assert_eq!(printable("a\x1b[31mb\x07", 100), "a\\u{1b}[31mb\\u{7}");
+        assert_eq!(printable("héllo", 2), "hé…");
+        assert_eq!(printable("tab\there", 100), "tab\\there");
+    }
+
+    #[test]
+    fn unique_keeps_first_occurrence_order() {
+        assert_eq!(unique(["b", "a", "b", "c", "a"].into_iter()), ["b", "a", "c"]);
+    }
+
+    #[test]
+    fn summary_mentions_what_went_wrong() {
+        let mut s = Summary {
+            lines: 10,
+            parsed: 8,
+            unparsed: 2,
+            truncated: 1,
+            ..Default::default()
+        };
+        s.unparsed_reasons.insert("no \" - \" after $remote_addr".into(), 2);
+        s.by_category.insert("sqli".into(), 3);
+        s.elapsed = Duration::from_secs(1);
+        let text = s.render();
+        assert!(text.contains("10 lines in 1.00 s (10 lines/s)"), "{text}");
+        assert!(text.contains("flagged by category: sqli 3"));
+        assert!(text.contains("lines cut at 65536 bytes: 1"));
+        assert!(text.contains("unparsed (2)"));
+    }
+}

@@ -183,3 +183,22 @@ fn sanitize_finding(f: &mut Finding) {
     cut(&mut f.rule_id, MAX_LABEL_BYTES);
     cut(&mut f.evidence, MAX_EVIDENCE_BYTES);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn findings_are_cut_to_their_limits() {
+        let mut f = Finding {
+            category: "c".repeat(100),
+            rule_id: "r".into(),
+            score: 200,
+            evidence: "é".repeat(300),
+        };
+        sanitize_finding(&mut f);
+        assert_eq!(f.score, 10);
+        assert_eq!(f.category.len(), MAX_LABEL_BYTES);
+        assert!(f.evidence.len() <= MAX_EVIDENCE_BYTES && f.evidence.chars().all(|c| c == 'é'));
+    }
+}

@@ -327,3 +327,43 @@ pub fn is_plugin_file(path: &Path) -> bool {
     };
     !name.starts_with('.') && name.ends_with(".wasm")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(name: &str, kind: PluginKind) -> Metadata {
+        Metadata {
+            name: name.into(),
+            version: "1".into(),
+            kind,
+            api_version: 1,
+            description: String::new(),
+        }
+    }
+
+    #[test]
+    fn rules_go_to_the_rules_detector_only() {
+        let mut c = PluginConfigs {
+            rules: Some("RULES".into()),
+            ..Default::default()
+        };
+        assert_eq!(c.config_for(&meta("patterns", PluginKind::Detector)), "RULES");
+        assert_eq!(c.config_for(&meta("other", PluginKind::Detector)), "{}");
+        assert_eq!(c.config_for(&meta("patterns", PluginKind::Parser)), "{}");
+        c.by_name.insert("nginx".into(), r#"{"format":"common"}"#.into());
+        assert_eq!(
+            c.config_for(&meta("nginx", PluginKind::Parser)),
+            r#"{"format":"common"}"#
+        );
+    }
+
+    #[test]
+    fn only_visible_wasm_files_are_plugins() {
+        assert!(is_plugin_file(Path::new("/p/nginx.wasm")));
+        assert!(!is_plugin_file(Path::new("/p/.nginx.wasm.tmp")));
+        assert!(!is_plugin_file(Path::new("/p/.hidden.wasm")));
+        assert!(!is_plugin_file(Path::new("/p/nginx.wasm.tmp")));
+        assert!(!is_plugin_file(Path::new("/p/README.md")));
+    }
+}
