@@ -6,3 +6,4 @@ pub mod lines;
 pub mod paths;
 pub mod pipeline;
 pub mod runtime;
+pub mod tail;
