@@ -115,7 +115,9 @@ fn shell_dollar(s: &[u8]) -> Option<(&'static str, usize)> {
         return Some((" ", 4));
     }
     match s.get(1) {
-        Some(b'@' | b'*' | b'!' | b'#' | b'?' | b'-' | b'0'..=b'9') => Some(("", 2)),
+        Some(b'@' | b'*' | b'!' | b'#' | b'?' | b'-' | b'$' | b'0'..=b'9') => Some(("", 2)),
+        // A one-letter variable that is almost never set (`$u wget`, `w$u'h'o`): evasion padding.
+        Some(b'a'..=b'z') if !s.get(2).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') => Some(("", 2)),
         Some(b'_') if !s.get(2).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') => Some(("", 2)),
         Some(b'(') if s.get(2) == Some(&b')') => Some(("", 3)),
         Some(b'{') => {

@@ -143,6 +143,9 @@ fn shell_view_undoes_quoting_tricks() {
     assert_eq!(view_of("/bi[n]/sh", true, View::Shell), "/bin/sh");
     assert_eq!(view_of("pi$()ng c$@at", true, View::Shell), "ping cat");
     assert_eq!(view_of("1;id\\nx", true, View::Shell), "1;id\rx");
+    assert_eq!(view_of("c$$at /et$$c/pas$$swd", true, View::Shell), "cat /etc/passwd");
+    assert_eq!(view_of("|$u wget x", true, View::Shell), "| wget x");
+    assert_eq!(view_of("$user $home", true, View::Shell), "$user $home");
 }
 
 #[test]
