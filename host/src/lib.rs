@@ -2,6 +2,7 @@
 //! WebAssembly components (`wit/plugin.wit`) run by [`runtime`]; [`pipeline`] chains them.
 
 pub mod cmd;
+pub mod config;
 pub mod lines;
 pub mod paths;
 pub mod pipeline;

@@ -1,0 +1,433 @@
+//! The configuration file (TOML, ARCHITECTURE §6).
+//!
+//! Invariants:
+//! - Every section and every key is optional; the defaults run logsec on the bundled sample logs
+//!   with SQLite in the data directory, an in-memory brain and dry-run blocking.
+//! - Unknown sections and keys are errors naming the key (`deny_unknown_fields`), so a typo never
+//!   silently falls back to a default.
+//! - Secrets are never in the file: sections name the environment variables that hold them.
+//!
+//! Sections that later issues implement (`brain`, `tier1`, `tier2`, `intel`) are parsed and
+//! validated already so a configuration file is written once.
+
+pub mod duration;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+pub use duration::HumanDuration;
+
+use crate::tail::ReadFrom;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[agent]`
+    pub agent: AgentConfig,
+    /// `[[sources]]`
+    pub sources: Vec<SourceConfig>,
+    /// `[cache]`
+    pub cache: CacheConfig,
+    /// `[store]`
+    pub store: StoreConfig,
+    /// `[brain]`
+    pub brain: BrainConfig,
+    /// `[tier1]`
+    pub tier1: Option<Tier1Config>,
+    /// `[tier2]`
+    pub tier2: Option<Tier2Config>,
+    /// `[intel]`
+    pub intel: IntelConfig,
+    /// `[response]`
+    pub response: ResponseConfig,
+    /// `[http]`
+    pub http: HttpConfig,
+}
+
+/// `[agent]`: where things are and how many workers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Checkpoints, the SQLite store and the spool live here.
+    pub data_dir: PathBuf,
+    /// Plugin directory (default: the built plugins in the workspace, else /usr/lib/logsec/plugins).
+    pub plugin_dir: Option<PathBuf>,
+    /// Rules of the `patterns` detector.
+    pub rules: Option<PathBuf>,
+    /// Pipeline workers (default: one per core).
+    pub workers: Option<usize>,
+    /// Lowest combined rule score that is analysed further (below it a request is benign).
+    pub escalate_at: u8,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            data_dir: PathBuf::from("./data"),
+            plugin_dir: None,
+            rules: None,
+            workers: None,
+            escalate_at: crate::pipeline::DEFAULT_ESCALATE_AT,
+        }
+    }
+}
+
+/// One `[[sources]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// A file or a glob.
+    pub path: String,
+    /// The parser (`nginx`, `json`, or any loaded parser's name).
+    #[serde(default = "default_format")]
+    pub format: String,
+    /// Where to start in files present at start-up.
+    #[serde(default = "default_read_from")]
+    pub read_from: ReadFromConfig,
+    /// Settings for this source's parser (e.g. `log_format = "..."` for nginx), as a TOML table.
+    #[serde(default)]
+    pub parser: Option<toml::Table>,
+}
+
+fn default_format() -> String {
+    "nginx".into()
+}
+
+fn default_read_from() -> ReadFromConfig {
+    ReadFromConfig::End
+}
+
+/// `read_from = "end" | "beginning"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFromConfig {
+    /// Only lines written from now on.
+    End,
+    /// The whole file.
+    Beginning,
+}
+
+impl From<ReadFromConfig> for ReadFrom {
+    fn from(r: ReadFromConfig) -> ReadFrom {
+        match r {
+            ReadFromConfig::End => ReadFrom::End,
+            ReadFromConfig::Beginning => ReadFrom::Beginning,
+        }
+    }
+}
+
+/// `[cache]`: how long an address decided malicious stays decided.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Time to live of a malicious verdict for an address.
+    pub ttl: HumanDuration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            ttl: HumanDuration::secs(3600),
+        }
+    }
+}
+
+/// `[store]`: where analysed requests are kept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` or `postgres://...` (default: SQLite in the data directory).
+    pub url: Option<String>,
+}
+
+/// `[brain]`: short-term memory shared by agents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrainConfig {
+    /// `memory://`, `redis://...` or `rediss://...`.
+    pub url: String,
+    /// How long monitoring entries live.
+    pub ttl: HumanDuration,
+}
+
+impl Default for BrainConfig {
+    fn default() -> Self {
+        BrainConfig {
+            url: "memory://".into(),
+            ttl: HumanDuration::secs(3600),
+        }
+    }
+}
+
+/// `[tier1]`: the local analyst.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier1Config {
+    /// `ollama` or `openai` (any OpenAI-compatible local server).
+    #[serde(default = "default_tier1_provider")]
+    pub provider: String,
+    /// Base URL.
+    #[serde(default = "default_tier1_url")]
+    pub url: String,
+    /// Model name.
+    #[serde(default = "default_tier1_model")]
+    pub model: String,
+    /// Confidence from which its verdict decides.
+    #[serde(default = "default_confident_at")]
+    pub confident_at: u8,
+    /// Confidence from which an undecided request is remembered as monitoring.
+    #[serde(default = "default_monitor_from")]
+    pub monitor_from: u8,
+}
+
+fn default_tier1_provider() -> String {
+    "ollama".into()
+}
+fn default_tier1_url() -> String {
+    "http://127.0.0.1:11434".into()
+}
+fn default_tier1_model() -> String {
+    "phi3.5:3.8b".into()
+}
+fn default_confident_at() -> u8 {
+    8
+}
+fn default_monitor_from() -> u8 {
+    4
+}
+
+/// `[tier2]`: the cloud analyst.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier2Config {
+    /// `openai` (OpenAI-compatible API).
+    #[serde(default = "default_tier2_provider")]
+    pub provider: String,
+    /// Base URL.
+    #[serde(default = "default_tier2_url")]
+    pub url: String,
+    /// Model name.
+    #[serde(default = "default_tier2_model")]
+    pub model: String,
+    /// Environment variable holding the API key.
+    #[serde(default = "default_tier2_key_env")]
+    pub api_key_env: String,
+}
+
+fn default_tier2_provider() -> String {
+    "openai".into()
+}
+fn default_tier2_url() -> String {
+    "https://api.cerebras.ai/v1".into()
+}
+fn default_tier2_model() -> String {
+    "qwen-3-32b".into()
+}
+fn default_tier2_key_env() -> String {
+    "CEREBRAS_API_KEY".into()
+}
+
+/// `[intel]`: threat-intelligence services for the tier-2 analyst's tools.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntelConfig {
+    /// Environment variable holding the AbuseIPDB key.
+    pub abuseipdb_key_env: String,
+    /// Environment variable holding the VirusTotal key.
+    pub virustotal_key_env: String,
+    /// AbuseIPDB base URL.
+    pub abuseipdb_url: String,
+    /// VirusTotal base URL.
+    pub virustotal_url: String,
+}
+
+impl Default for IntelConfig {
+    fn default() -> Self {
+        IntelConfig {
+            abuseipdb_key_env: "ABUSEIPDB_API_KEY".into(),
+            virustotal_key_env: "VIRUSTOTAL_API_KEY".into(),
+            abuseipdb_url: "https://api.abuseipdb.com".into(),
+            virustotal_url: "https://www.virustotal.com".into(),
+        }
+    }
+}
+
+/// `[response]`: what to do with malicious addresses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponseConfig {
+    /// Confidence from which an address is blocked.
+    pub block_at: u8,
+    /// `log` (dry run), `nftables`, `iptables` or `azure`.
+    pub backend: String,
+    /// Ban length.
+    pub ban_ttl: HumanDuration,
+    /// Addresses never blocked (CIDRs).
+    pub allowlist: Vec<String>,
+    /// The response-policy plugin to use.
+    pub policy: String,
+}
+
+impl Default for ResponseConfig {
+    fn default() -> Self {
+        ResponseConfig {
+            block_at: 8,
+            backend: "log".into(),
+            ban_ttl: HumanDuration::secs(3600),
+            allowlist: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            policy: "threshold".into(),
+        }
+    }
+}
+
+/// `[http]`: metrics and API listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on; empty disables the listener.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text; errors name the offending key and line.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("invalid configuration {}", path.display()))
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let check_score = |name: &str, v: u8| {
+            anyhow::ensure!((1..=10).contains(&v), "{name} must be 1..=10, got {v}");
+            Ok(())
+        };
+        check_score("agent.escalate_at", self.agent.escalate_at)?;
+        check_score("response.block_at", self.response.block_at)?;
+        if let Some(t) = &self.tier1 {
+            check_score("tier1.confident_at", t.confident_at)?;
+            check_score("tier1.monitor_from", t.monitor_from)?;
+            anyhow::ensure!(
+                ["ollama", "openai"].contains(&t.provider.as_str()),
+                "tier1.provider must be \"ollama\" or \"openai\", got {:?}",
+                t.provider
+            );
+        }
+        anyhow::ensure!(
+            ["log", "nftables", "iptables", "azure"].contains(&self.response.backend.as_str()),
+            "response.backend must be one of log, nftables, iptables, azure; got {:?}",
+            self.response.backend
+        );
+        for (i, s) in self.sources.iter().enumerate() {
+            anyhow::ensure!(!s.path.trim().is_empty(), "sources[{i}].path is empty");
+            glob::Pattern::new(&s.path).map_err(|e| anyhow::anyhow!("sources[{i}].path {:?}: {e}", s.path))?;
+        }
+        if let Some(w) = self.agent.workers {
+            anyhow::ensure!((1..=256).contains(&w), "agent.workers must be 1..=256, got {w}");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.response.backend, "log");
+        assert_eq!(c.brain.url, "memory://");
+        assert_eq!(c.cache.ttl, HumanDuration::secs(3600));
+        assert!(c.sources.is_empty() && c.tier1.is_none());
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let c = Config::parse(
+            r#"
+            [agent]
+            data_dir = "/var/lib/logsec"
+            workers = 2
+            [[sources]]
+            path = "/var/log/nginx/*.log"
+            format = "nginx"
+            read_from = "beginning"
+            parser = { log_format = '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent' }
+            [cache]
+            ttl = "30m"
+            [store]
+            url = "postgres://127.0.0.1/test"
+            [brain]
+            url = "redis://127.0.0.1:6379"
+            ttl = "1h"
+            [tier1]
+            model = "phi3.5:3.8b"
+            [tier2]
+            api_key_env = "CEREBRAS_API_KEY"
+            [response]
+            block_at = 9
+            backend = "nftables"
+            ban_ttl = "2h"
+            allowlist = ["10.0.0.0/8"]
+            [http]
+            listen = "127.0.0.1:9464"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.sources[0].read_from, ReadFromConfig::Beginning);
+        assert!(c.sources[0].parser.as_ref().unwrap().contains_key("log_format"));
+        assert_eq!(c.cache.ttl.0.as_secs(), 1800);
+        assert_eq!(c.tier1.unwrap().confident_at, 8);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let e = Config::parse("[response]\nbloc_at = 8\n").unwrap_err().to_string();
+        assert!(e.contains("bloc_at"), "{e}");
+        let e = Config::parse("[responce]\n").unwrap_err().to_string();
+        assert!(e.contains("responce"), "{e}");
+        let e = Config::parse("[[sources]]\npath = \"/x\"\nformt = \"nginx\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("formt"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        assert!(
+            Config::parse("[cache]\nttl = \"soon\"\n")
+                .unwrap_err()
+                .to_string()
+                .contains("soon")
+        );
+        assert!(
+            Config::parse("[response]\nbackend = \"pf\"\n")
+                .unwrap_err()
+                .to_string()
+                .contains("backend")
+        );
+        assert!(
+            Config::parse("[response]\nblock_at = 11\n")
+                .unwrap_err()
+                .to_string()
+                .contains("block_at")
+        );
+    }
+}
