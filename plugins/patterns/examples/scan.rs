@@ -51,7 +51,9 @@ fn run() -> Result<(), String> {
         .next()
         .ok_or("usage: scan [--min-score N] RULES.json [LOG...]")?;
     let rules = std::fs::read_to_string(&rules_path).map_err(|e| format!("{rules_path}: {e}"))?;
+    let configure = Instant::now();
     let mut detector = Patterns::with_rules(&rules)?;
+    eprintln!("scan: configure {:.1} ms", configure.elapsed().as_secs_f64() * 1e3);
     let logs: Vec<String> = positional.collect();
 
     let mut inputs: Vec<Vec<u8>> = Vec::new();

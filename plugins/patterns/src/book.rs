@@ -5,7 +5,9 @@
 //! - A field's rules are split into groups: ungated rules (see [`crate::gate`]) in groups of at
 //!   most `UNGATED_PER_SET`, gated ones in groups of at most `RULES_PER_SET`, rules of one view
 //!   kept together. Each group has one set over all its rules and, only when it mixes views, one
-//!   set per view.
+//!   set per view. A set is compiled the first time a text reaches it (most are never needed by
+//!   benign traffic); if its rules do not compile together, they are matched one by one with
+//!   their own regexes, which finds the same hits.
 //! - A group is scanned only when its gate is open for the text; a benign URL with no rare byte
 //!   costs one `is_match` per group of ungated rules. The per-rule regex runs only after its set
 //!   matched, to pick the evidence.
@@ -13,6 +15,8 @@
 
 use logsec_sdk::Finding;
 use regex_automata::util::syntax;
+use std::sync::OnceLock;
+
 use regex_automata::{Input, MatchKind, PatternSet, meta};
 
 use crate::gate;
@@ -37,44 +41,48 @@ const UNGATED_PER_SET: usize = 64;
 /// Context kept on each side of a short match in the evidence, in bytes.
 const EVIDENCE_CONTEXT: usize = 24;
 
-/// A regex set and, for each of its patterns, the index of the rule it came from.
+/// A regex set, compiled on first use, and for each of its patterns the index of the rule it came
+/// from.
 #[derive(Debug)]
 struct IndexedSet {
-    set: meta::Regex,
     rules: Vec<usize>,
+    /// `None` inside once the rules failed to compile together (the combined NFA is over its
+    /// limit); the rules are then matched one by one.
+    set: OnceLock<Option<meta::Regex>>,
 }
 
 impl IndexedSet {
-    fn build(rules: &[Rule], members: Vec<usize>) -> Result<Self, RuleError> {
-        let syntax = syntax::Config::new()
-            .unicode(false)
-            .utf8(false)
-            .case_insensitive(true)
-            .multi_line(true);
-        let config = meta::Config::new()
-            .match_kind(MatchKind::All)
-            .utf8_empty(false)
-            .auto_prefilter(false)
-            .nfa_size_limit(Some(64 << 20))
-            .hybrid_cache_capacity(DFA_CACHE_BYTES);
-        let set = meta::Builder::new()
-            .syntax(syntax)
-            .configure(config)
-            .build_many(&members.iter().map(|&i| rules[i].source.as_str()).collect::<Vec<_>>())
-            .map_err(|e| RuleError::new(format!("rules do not compile together: {e}")))?;
-        Ok(IndexedSet { set, rules: members })
+    fn new(members: Vec<usize>) -> Self {
+        IndexedSet {
+            rules: members,
+            set: OnceLock::new(),
+        }
     }
 
-    fn is_match(&self, hay: &[u8]) -> bool {
-        self.set.is_match(Input::new(hay))
+    /// The compiled set, built on first use; `None` when the rules do not compile together.
+    fn compiled(&self, rules: &[Rule]) -> Option<&meta::Regex> {
+        self.set.get_or_init(|| build_set(rules, &self.rules)).as_ref()
     }
+}
 
-    /// Indices (into `rules`) of the patterns that match `hay`.
-    fn matches(&self, hay: &[u8]) -> impl Iterator<Item = usize> + '_ {
-        let mut patset = PatternSet::new(self.set.pattern_len());
-        self.set.which_overlapping_matches(&Input::new(hay), &mut patset);
-        patset.iter().map(|p| p.as_usize()).collect::<Vec<_>>().into_iter()
-    }
+/// Compiles the rules `members` into one set reporting every matching pattern.
+fn build_set(rules: &[Rule], members: &[usize]) -> Option<meta::Regex> {
+    let syntax = syntax::Config::new()
+        .unicode(false)
+        .utf8(false)
+        .case_insensitive(true)
+        .multi_line(true);
+    let config = meta::Config::new()
+        .match_kind(MatchKind::All)
+        .utf8_empty(false)
+        .auto_prefilter(false)
+        .nfa_size_limit(Some(64 << 20))
+        .hybrid_cache_capacity(DFA_CACHE_BYTES);
+    meta::Builder::new()
+        .syntax(syntax)
+        .configure(config)
+        .build_many(&members.iter().map(|&i| rules[i].source.as_str()).collect::<Vec<_>>())
+        .ok()
 }
 
 /// The sets of one group of a field's rules.
@@ -93,7 +101,7 @@ struct GroupSets {
 }
 
 impl GroupSets {
-    fn build(rules: &[Rule], members: &[usize]) -> Result<Self, RuleError> {
+    fn new(rules: &[Rule], members: &[usize]) -> Self {
         let gate = members.iter().try_fold(0, |m, &i| Some(m | rules[i].gate?));
         let first = rules[members[0]].view;
         let single_view = members.iter().all(|&i| rules[i].view == first).then_some(first);
@@ -102,17 +110,16 @@ impl GroupSets {
             for view in View::ALL {
                 let of_view: Vec<usize> = members.iter().copied().filter(|&i| rules[i].view == view).collect();
                 if !of_view.is_empty() {
-                    by_view[view.index()] = Some(IndexedSet::build(rules, of_view)?);
+                    by_view[view.index()] = Some(IndexedSet::new(of_view));
                 }
             }
         }
-        let all = IndexedSet::build(rules, members.to_vec())?;
-        Ok(GroupSets {
+        GroupSets {
             gate,
-            all,
+            all: IndexedSet::new(members.to_vec()),
             single_view,
             by_view,
-        })
+        }
     }
 }
 
@@ -138,6 +145,9 @@ pub struct RuleBook {
 
 impl RuleBook {
     /// Parses and compiles a rule file (see `rules/README.md`).
+    ///
+    /// Only the rules are compiled here; each group's regex sets are compiled the first time a text
+    /// reaches them, so a detector pays only for the sets its traffic needs.
     pub fn from_json(json: &str) -> Result<Self, RuleError> {
         let rules = rules::parse(json)?;
         let mut needs = Needs::default();
@@ -159,7 +169,7 @@ impl RuleBook {
             gated.sort_by_key(|&i| rules[i].view.index());
             let groups = &mut fields[field.index()];
             for members in ungated.chunks(UNGATED_PER_SET).chain(gated.chunks(RULES_PER_SET)) {
-                groups.push(GroupSets::build(&rules, members)?);
+                groups.push(GroupSets::new(&rules, members));
             }
         }
         Ok(RuleBook { rules, fields, needs })
@@ -223,17 +233,12 @@ impl RuleBook {
         seen: &mut [bool],
         hits: &mut Vec<Hit>,
     ) {
-        if !set.is_match(hay) {
-            return;
-        }
-        for k in set.matches(hay) {
-            let idx = set.rules[k];
+        let record = |idx: usize, seen: &mut [bool], hits: &mut Vec<Hit>| {
             if seen[idx] {
-                continue;
+                return;
             }
             let rule = &self.rules[idx];
-            let text = subject.view(rule.view);
-            if let Some(evidence) = evidence(rule, text) {
+            if let Some(evidence) = evidence(rule, subject.view(rule.view)) {
                 seen[idx] = true;
                 hits.push(Hit {
                     rule: idx,
@@ -241,6 +246,21 @@ impl RuleBook {
                     evidence,
                 });
             }
+        };
+        let Some(compiled) = set.compiled(&self.rules) else {
+            for &idx in &set.rules {
+                record(idx, seen, hits);
+            }
+            return;
+        };
+        let input = Input::new(hay);
+        if !compiled.is_match(input.clone()) {
+            return;
+        }
+        let mut matched = PatternSet::new(compiled.pattern_len());
+        compiled.which_overlapping_matches(&input, &mut matched);
+        for k in matched.iter() {
+            record(set.rules[k.as_usize()], seen, hits);
         }
     }
 
@@ -268,7 +288,7 @@ impl RuleBook {
 fn evidence(rule: &Rule, text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut pos = 0;
-    while let Some(m) = rule.regex.find_at(bytes, pos) {
+    while let Some(m) = rule.regex().find_at(bytes, pos) {
         let line_start = memchr::memrchr(b'\n', &bytes[..m.start()]).map_or(0, |i| i + 1);
         let line_end = memchr::memchr(b'\n', &bytes[m.end()..]).map_or(bytes.len(), |i| m.end() + i);
         if rule.unless.iter().any(|u| u.is_match(&bytes[line_start..line_end])) {

@@ -14,6 +14,7 @@
 //! - Detection time is linear in the size of the request (see [`normalize`] and [`book`]).
 //! - Without a successful `configure` the detector has no rules and finds nothing.
 
+pub mod blocks;
 pub mod book;
 pub mod gate;
 pub mod memo;
@@ -73,19 +74,21 @@ impl Patterns {
         let cached = self.path_memo.get(path);
         self.subjects
             .load(request, needs, cached.map(|(_, anomalies)| anomalies));
-        if cached.is_none() {
-            scan_alone(
-                book,
-                Field::Path,
-                &self.subjects,
-                &mut self.field_seen,
-                &mut self.field_hits,
-            );
-            self.path_memo
-                .put(path, &self.field_hits, self.subjects.path_anomalies());
+        match cached {
+            Some((path_hits, _)) => merge(path_hits, &mut self.seen, &mut self.hits),
+            None => {
+                scan_alone(
+                    book,
+                    Field::Path,
+                    &self.subjects,
+                    &mut self.field_seen,
+                    &mut self.field_hits,
+                );
+                self.path_memo
+                    .put(path, &self.field_hits, self.subjects.path_anomalies());
+                merge(&self.field_hits, &mut self.seen, &mut self.hits);
+            }
         }
-        let path_hits = self.path_memo.get(path).map_or(&self.field_hits[..], |(hits, _)| hits);
-        merge(path_hits, &mut self.seen, &mut self.hits);
 
         for field in REQUEST_FIELDS {
             book.scan_field(field, self.subjects.get(field), &mut self.seen, &mut self.hits);
@@ -99,13 +102,15 @@ impl Patterns {
             if !needs.fields[field.index()] || raw.is_empty() || raw == "-" {
                 continue;
             }
-            if memo.get(raw).is_none() {
-                self.subjects.load_one(field, raw, needs);
-                scan_alone(book, field, &self.subjects, &mut self.field_seen, &mut self.field_hits);
-                memo.put(raw, &self.field_hits, normalize::Anomalies::none());
+            match memo.get(raw) {
+                Some((cached, _)) => merge(cached, &mut self.seen, &mut self.hits),
+                None => {
+                    self.subjects.load_one(field, raw, needs);
+                    scan_alone(book, field, &self.subjects, &mut self.field_seen, &mut self.field_hits);
+                    memo.put(raw, &self.field_hits, normalize::Anomalies::none());
+                    merge(&self.field_hits, &mut self.seen, &mut self.hits);
+                }
             }
-            let cached = memo.get(raw).map_or(&self.field_hits[..], |(hits, _)| hits);
-            merge(cached, &mut self.seen, &mut self.hits);
         }
         &self.hits
     }
@@ -152,6 +157,11 @@ impl Detector for Patterns {
 }
 
 logsec_sdk::export_detector!(Patterns);
+
+/// Small allocations of the component go through free lists (see [`blocks`]).
+#[cfg(target_family = "wasm")]
+#[global_allocator]
+static ALLOCATOR: blocks::SmallBlocks = blocks::SmallBlocks::new();
 
 #[cfg(test)]
 mod tests;

@@ -8,10 +8,18 @@
 //!   Unicode word boundaries and a search is linear in the haystack.
 //! - A rule applies to at least one field, has at least one pattern and a score in `0..=10`; ids are
 //!   unique.
+//! - Loading is cheap: a rule is validated from its syntax tree and its Thompson NFA (the part of a
+//!   regex that the size limit applies to); the full per-rule [`Regex`], only needed to extract the
+//!   evidence of a match, is built on first use ([`Rule::regex`]). A pattern is compiled on its own
+//!   only when its syntax allows an empty match or when the rule as a whole fails, to name the
+//!   offending pattern in the error.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use regex::bytes::{Regex, RegexBuilder};
+use regex_automata::nfa::thompson;
+use regex_automata::util::syntax;
 use serde::Deserialize;
 
 use crate::normalize::View;
@@ -154,12 +162,32 @@ pub struct Rule {
     pub view: View,
     /// Source of the combined pattern (alternatives of every pattern).
     pub source: String,
-    /// The combined pattern.
-    pub regex: Regex,
+    /// The combined pattern, compiled on first use (see [`Rule::regex`]).
+    regex: OnceLock<Regex>,
     /// Matches on the same line that cancel a match.
     pub unless: Vec<Regex>,
     /// Rare bytes one of which every match contains (see [`crate::gate`]); `None` when ungated.
     pub gate: Option<u64>,
+}
+
+impl Rule {
+    /// The combined pattern, compiled on first use. Validation already compiled its NFA within
+    /// the size limit, so the build succeeds; should it not (the limit also applies to the reverse
+    /// NFA), it is retried without the limit, the forward NFA bounding its size.
+    pub fn regex(&self) -> &Regex {
+        self.regex.get_or_init(|| {
+            builder(&self.source)
+                .build()
+                .or_else(|_| builder(&self.source).size_limit(usize::MAX).build())
+                .unwrap_or_else(|_| never())
+        })
+    }
+}
+
+/// A regex that matches nothing; stands in for a pattern that parsed but cannot be built, which
+/// validation rules out.
+fn never() -> Regex {
+    Regex::new(r"[^\x00-\xff]").expect("a valid empty class")
 }
 
 /// Why a rule file was refused. Displayed on one line.
@@ -173,13 +201,6 @@ impl fmt::Display for RuleError {
 }
 
 impl std::error::Error for RuleError {}
-
-impl RuleError {
-    /// An error with `message`, which should be one line.
-    pub(crate) fn new(message: String) -> Self {
-        RuleError(one_line(message))
-    }
-}
 
 /// The regex builder every pattern is compiled with.
 fn builder(pattern: &str) -> RegexBuilder {
@@ -250,11 +271,12 @@ fn compile(value: serde_json::Value) -> Result<Rule, String> {
     if patterns.is_empty() {
         return Err("no pattern (give \"pattern\" or \"patterns\")".into());
     }
+    let named = |i: usize, e: String| format!("pattern {} does not compile: {e}", i + 1);
     for (i, p) in patterns.iter().enumerate() {
-        check(p).map_err(|e| format!("pattern {} does not compile: {e}", i + 1))?;
+        quick_check(p).map_err(|e| named(i, e))?;
     }
     let source = if patterns.len() == 1 {
-        patterns.swap_remove(0)
+        patterns[0].clone()
     } else {
         patterns
             .iter()
@@ -262,9 +284,17 @@ fn compile(value: serde_json::Value) -> Result<Rule, String> {
             .collect::<Vec<_>>()
             .join("|")
     };
-    let regex = builder(&source)
-        .build()
-        .map_err(|e| format!("patterns do not compile together: {}", one_line(e)))?;
+    if nfa_fits(&source).is_err() {
+        // Name the pattern that is too large on its own, as a full compile reports it.
+        for (i, p) in patterns.iter().enumerate() {
+            check(p).map_err(|e| named(i, e))?;
+        }
+        let e = builder(&source)
+            .build()
+            .err()
+            .map_or_else(|| "compiled regex exceeds size limit".to_owned(), one_line);
+        return Err(format!("patterns do not compile together: {e}"));
+    }
     let unless = spec
         .unless
         .iter()
@@ -282,10 +312,40 @@ fn compile(value: serde_json::Value) -> Result<Rule, String> {
         fields,
         view: spec.view.into(),
         source,
-        regex,
+        regex: OnceLock::new(),
         unless,
         gate,
     })
+}
+
+/// The syntax every pattern is parsed with; the same flags as [`builder`].
+fn syntax_config() -> syntax::Config {
+    syntax::Config::new()
+        .unicode(false)
+        .utf8(false)
+        .case_insensitive(true)
+        .multi_line(true)
+}
+
+/// Validates one pattern without compiling it when its syntax tree shows that every match is at
+/// least one byte long; otherwise (or on a syntax error, to report it in the usual words) it is
+/// compiled by [`check`].
+fn quick_check(pattern: &str) -> Result<(), String> {
+    match syntax::parse_with(pattern, &syntax_config()) {
+        Ok(hir) if hir.properties().minimum_len().is_some_and(|n| n > 0) => Ok(()),
+        _ => check(pattern).map(drop),
+    }
+}
+
+/// Whether the forward NFA of `source` compiles within [`MAX_REGEX_BYTES`], the limit the full
+/// regex is built with.
+fn nfa_fits(source: &str) -> Result<(), String> {
+    thompson::Compiler::new()
+        .syntax(syntax_config())
+        .configure(thompson::Config::new().nfa_size_limit(Some(MAX_REGEX_BYTES)))
+        .build(source)
+        .map(drop)
+        .map_err(one_line)
 }
 
 /// Compiles one pattern, refusing ones that match the empty string (they would flag every request).
