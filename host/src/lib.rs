@@ -7,4 +7,5 @@ pub mod lines;
 pub mod paths;
 pub mod pipeline;
 pub mod runtime;
+pub mod store;
 pub mod tail;

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use logsec::cmd::{check, plugins};
+use logsec::cmd::{check, plugins, run as daemon};
+use logsec::config::Config;
 use logsec::paths::{default_plugin_dir, default_rules};
 
 /// Lines are allocated by the reader thread and freed by the workers; mimalloc handles that
@@ -45,6 +46,13 @@ enum Command {
         /// Log files; none or `-` reads stdin.
         files: Vec<PathBuf>,
     },
+    /// Run the daemon: tail the sources, analyse, store, respond. Without --config, runs on the bundled
+    /// sample logs with SQLite in ./data and dry-run blocking.
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// List the plugins in a directory with kind, version and state.
     Plugins {
         /// Plugin directory [default: as for check].
@@ -59,10 +67,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // `plugins` shows failures in its table; the other commands warn on stderr.
-    init_logging(if matches!(cli.command, Command::Plugins { .. }) {
-        "error"
-    } else {
-        "warn"
+    init_logging(match cli.command {
+        Command::Plugins { .. } => "error",
+        Command::Run { .. } => "info",
+        Command::Check { .. } => "warn",
     });
     match run(cli) {
         Ok(code) => code,
@@ -98,6 +106,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let summary = check::run(&opts, &mut out)?;
             out.flush().ok();
             eprint!("{}", summary.render());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config } => {
+            let config = match config {
+                Some(path) => Config::load(&path)?,
+                None => daemon::default_config(),
+            };
+            daemon::run(config)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugins { plugins: dir, rules } => {

@@ -100,15 +100,23 @@ impl Worker {
         self.slots.memory_bytes()
     }
 
-    /// Analyses a batch of lines; one outcome per line, in order.
+    /// Analyses a batch of lines with the configured format; one outcome per line, in order.
     pub fn process(&mut self, lines: &[String]) -> (Vec<Outcome>, Errors) {
+        let format = std::mem::take(&mut self.settings.format);
+        let out = self.process_as(&format, lines);
+        self.settings.format = format;
+        out
+    }
+
+    /// Analyses a batch of lines parsed by the parser named `format`.
+    pub fn process_as(&mut self, format: &str, lines: &[String]) -> (Vec<Outcome>, Errors) {
         let set = self.registry.snapshot();
         self.slots.refresh(&set);
         let runtime = self.registry.runtime().clone();
         let mut errors = Errors::default();
 
-        let Some(parser) = set.parser(&self.settings.format) else {
-            let why = format!("no parser named {:?} is loaded", self.settings.format);
+        let Some(parser) = set.parser(format) else {
+            let why = format!("no parser named {format:?} is loaded");
             return (lines.iter().map(|_| Outcome::Unparsed(why.clone())).collect(), errors);
         };
         let parsed = self.slots.call(&runtime, parser, lines, Instance::parse_batch);

@@ -1,6 +1,7 @@
 //! Integration tests of the host: one test binary (faster to link) with a module per concern.
 
 mod cli;
+mod daemon;
 mod examples;
 mod reload;
 mod runtime;

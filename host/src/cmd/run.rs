@@ -1,0 +1,381 @@
+//! `logsec run`: the daemon. Tails the configured sources, analyses lines in worker threads, stores
+//! flagged requests, and applies the response backend (`log`, a dry run, for now).
+//!
+//! Invariants:
+//! - Lines flow tailer → workers → store through bounded channels: when the store or the workers
+//!   fall behind, the tailer waits instead of buffering without limit.
+//! - Batches are stored in the order they were read, and a file's checkpoint moves only after the
+//!   batch holding its lines is stored: after a crash, reading resumes at or before the first line
+//!   not stored, and the store's (file, offset) key drops what was stored already.
+//! - A store that fails is retried with backoff; its batch is never dropped, and reading slows down
+//!   behind it.
+//! - SIGTERM and SIGINT stop the tailer, drain the workers, store what was read, write the
+//!   checkpoints, and exit 0.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use crossbeam_channel::bounded;
+
+use crate::cmd::check::printable;
+use crate::config::Config;
+use crate::lines::DEFAULT_MAX_LINE_BYTES;
+use crate::paths::{default_plugin_dir, default_rules};
+use crate::pipeline::{Flagged, Outcome, Settings, Worker};
+use crate::runtime::bindings::ActionKind;
+use crate::runtime::{Limits, PluginConfigs, Registry, Runtime, watcher};
+use crate::store::{Row, Store, time};
+use crate::tail::{Checkpoints, Fingerprint, SourceSpec, TailLine, Tailer};
+
+/// Lines handed on per tailer poll (and per batch).
+const BATCH_LINES: usize = 512;
+/// Pause between polls when the files had nothing new.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How often checkpoints are written while lines flow.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Longest wait between two attempts to store a batch.
+const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
+
+struct Batch {
+    seq: u64,
+    format: Arc<str>,
+    lines: Vec<TailLine>,
+}
+
+struct Done {
+    seq: u64,
+    lines: Vec<TailLine>,
+    outcomes: Vec<Outcome>,
+}
+
+/// The configuration used when `logsec run` gets no `--config`: the bundled sample logs read from
+/// the beginning, SQLite in `./data`, dry-run blocking.
+pub fn default_config() -> Config {
+    let mut c = Config::default();
+    let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/logs/*.log");
+    c.sources.push(crate::config::SourceConfig {
+        path: sample.to_string_lossy().into_owned(),
+        format: "nginx".into(),
+        read_from: crate::config::ReadFromConfig::Beginning,
+        parser: None,
+    });
+    c
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !config.sources.is_empty(),
+        "the configuration has no [[sources]]: nothing to read"
+    );
+    let data_dir = config.agent.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let plugin_dir = config.agent.plugin_dir.clone().unwrap_or_else(default_plugin_dir);
+    let rules_path = config.agent.rules.clone().unwrap_or_else(default_rules);
+    let rules = std::fs::read_to_string(&rules_path)
+        .with_context(|| format!("cannot read the rules file {}", rules_path.display()))?;
+
+    let mut configs = PluginConfigs {
+        rules: Some(rules),
+        ..Default::default()
+    };
+    for s in &config.sources {
+        if let Some(settings) = &s.parser {
+            configs
+                .by_name
+                .entry(s.format.clone())
+                .or_insert(serde_json::to_string(settings)?);
+        }
+    }
+    let policy = serde_json::json!({
+        "block_at": config.response.block_at,
+        "ban_ttl_seconds": config.response.ban_ttl.0.as_secs(),
+    });
+    configs
+        .by_name
+        .insert(config.response.policy.clone(), policy.to_string());
+
+    let runtime = Runtime::new(Limits::default())?;
+    let registry = Registry::new(runtime, &plugin_dir, configs);
+    registry
+        .load_dir()
+        .with_context(|| format!("cannot read the plugin directory {}", plugin_dir.display()))?;
+    let _watcher = watcher::watch(registry.clone(), Some(rules_path.clone()))?;
+    let set = registry.snapshot();
+    let names: Vec<String> = set
+        .plugins
+        .iter()
+        .map(|p| format!("{} ({})", p.name, p.kind()))
+        .collect();
+    tracing::info!(plugins = %names.join(", "), dir = %plugin_dir.display(), "plugins loaded");
+    if set.detectors().next().is_none() {
+        tracing::warn!("no detector is loaded yet: nothing is flagged until one is added to the plugin directory");
+    }
+
+    let store_url = config
+        .store
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("logsec.db").display()));
+    let checkpoints = Arc::new(Mutex::new(Checkpoints::load(&data_dir)?));
+    let specs: Vec<SourceSpec> = config
+        .sources
+        .iter()
+        .map(|s| SourceSpec {
+            pattern: s.path.clone(),
+            read_from: s.read_from.into(),
+        })
+        .collect();
+    let formats: Vec<Arc<str>> = config.sources.iter().map(|s| Arc::from(s.format.as_str())).collect();
+    let workers = config
+        .agent
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let settings = Settings {
+        escalate_at: config.agent.escalate_at,
+        policy: config.response.policy.clone(),
+        ..Default::default()
+    };
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let store = rt.block_on(Store::connect(&store_url))?;
+    tracing::info!(store = %crate::store::redact(&store_url), backend = %config.response.backend, "logsec running");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (batch_tx, batch_rx) = bounded::<Batch>(workers * 2);
+    let (done_tx, done_rx) = tokio::sync::mpsc::channel::<Done>(workers * 2);
+
+    let tailer = {
+        let (stop, checkpoints) = (stop.clone(), checkpoints.clone());
+        std::thread::Builder::new()
+            .name("tail".into())
+            .spawn(move || tail_loop(specs, formats, checkpoints, batch_tx, stop))?
+    };
+    let mut pool = Vec::new();
+    for i in 0..workers {
+        let rx = batch_rx.clone();
+        let tx = done_tx.clone();
+        let mut worker = Worker::new(registry.clone(), settings.clone());
+        pool.push(std::thread::Builder::new().name(format!("worker-{i}")).spawn(move || {
+            for b in rx {
+                let texts: Vec<String> = b.lines.iter().map(|l| l.text.clone()).collect();
+                let (outcomes, _errors) = worker.process_as(&b.format, &texts);
+                if tx
+                    .blocking_send(Done {
+                        seq: b.seq,
+                        lines: b.lines,
+                        outcomes,
+                    })
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })?);
+    }
+    drop(done_tx);
+    drop(batch_rx);
+
+    let dry_run = config.response.backend == "log";
+    rt.block_on(store_loop(&store, done_rx, &checkpoints, &stop, dry_run))?;
+    tailer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the tailer thread panicked"))??;
+    for w in pool {
+        w.join().map_err(|_| anyhow::anyhow!("a worker thread panicked"))?;
+    }
+    checkpoints.lock().unwrap_or_else(|p| p.into_inner()).flush()?;
+    rt.block_on(store.close());
+    tracing::info!("logsec stopped");
+    Ok(())
+}
+
+fn tail_loop(
+    specs: Vec<SourceSpec>,
+    formats: Vec<Arc<str>>,
+    checkpoints: Arc<Mutex<Checkpoints>>,
+    tx: crossbeam_channel::Sender<Batch>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let mut tailer = Tailer::new(specs, DEFAULT_MAX_LINE_BYTES);
+    let mut seq = 0;
+    let mut lines = Vec::with_capacity(BATCH_LINES);
+    while !stop.load(Ordering::Relaxed) {
+        lines.clear();
+        {
+            let c = checkpoints.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = tailer.poll(&c, &mut lines, BATCH_LINES) {
+                tracing::warn!(error = %e, "reading the sources failed; retrying");
+            }
+        }
+        if lines.is_empty() {
+            std::thread::sleep(IDLE_POLL);
+            continue;
+        }
+        // One batch per source, since sources may use different parsers.
+        let mut by_source: BTreeMap<usize, Vec<TailLine>> = BTreeMap::new();
+        for l in lines.drain(..) {
+            by_source.entry(l.source).or_default().push(l);
+        }
+        for (source, lines) in by_source {
+            if tx
+                .send(Batch {
+                    seq,
+                    format: formats[source].clone(),
+                    lines,
+                })
+                .is_err()
+            {
+                return Ok(());
+            }
+            seq += 1;
+        }
+    }
+    Ok(())
+}
+
+async fn store_loop(
+    store: &Store,
+    mut done_rx: tokio::sync::mpsc::Receiver<Done>,
+    checkpoints: &Mutex<Checkpoints>,
+    stop: &AtomicBool,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let mut pending: HashMap<u64, Done> = HashMap::new();
+    let mut next = 0u64;
+    let mut last_flush = Instant::now();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        let done = tokio::select! {
+            d = done_rx.recv() => d,
+            _ = terminate.recv() => { stop_reading(stop, "SIGTERM"); continue; }
+            _ = tokio::signal::ctrl_c() => { stop_reading(stop, "SIGINT"); continue; }
+        };
+        let Some(done) = done else { break };
+        pending.insert(done.seq, done);
+        while let Some(d) = pending.remove(&next) {
+            next += 1;
+            let rows = rows_of(&d, dry_run);
+            store_with_retry(store, &rows, stop).await;
+            let mut c = checkpoints.lock().unwrap_or_else(|p| p.into_inner());
+            let mut ends: HashMap<Fingerprint, (&PathBuf, u64)> = HashMap::new();
+            for l in &d.lines {
+                ends.insert(l.file, (&l.path, l.offset));
+            }
+            for (fp, (path, offset)) in ends {
+                c.set(fp, path, offset);
+            }
+            if last_flush.elapsed() >= CHECKPOINT_EVERY {
+                if let Err(e) = c.flush() {
+                    tracing::warn!(error = %e, "cannot write the checkpoints");
+                }
+                last_flush = Instant::now();
+            }
+        }
+    }
+    Ok(())
+}
+
+fn stop_reading(stop: &AtomicBool, why: &str) {
+    if !stop.swap(true, Ordering::Relaxed) {
+        tracing::info!(signal = why, "stopping: draining the pipeline");
+    }
+}
+
+async fn store_with_retry(store: &Store, rows: &[Row], stop: &AtomicBool) {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match store.insert(rows).await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), rows = rows.len(), retry_in_ms = wait.as_millis() as u64, "storing failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(STORE_RETRY_MAX);
+                if stop.load(Ordering::Relaxed) && wait == STORE_RETRY_MAX {
+                    tracing::error!(
+                        rows = rows.len(),
+                        "the store is still unreachable while stopping; these rows stay unstored and are read again at the next start"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn rows_of(d: &Done, dry_run: bool) -> Vec<Row> {
+    let now = time::now_ms();
+    d.lines
+        .iter()
+        .zip(&d.outcomes)
+        .filter_map(|(line, outcome)| match outcome {
+            Outcome::Flagged(f) => {
+                announce(f, dry_run);
+                Some(row(line, f, now))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn row(line: &TailLine, f: &Flagged, now: i64) -> Row {
+    let top = f.findings.iter().max_by_key(|x| x.score);
+    let rules: Vec<&str> = f.findings.iter().map(|x| x.rule_id.as_str()).collect();
+    Row {
+        ip_address: f.request.ip.clone(),
+        method: f.request.method.clone(),
+        url: f.request.uri.clone(),
+        user_agent: f.request.user_agent.clone(),
+        status: i32::from(f.request.status),
+        threat_type: top.map(|t| t.category.clone()).unwrap_or_default(),
+        confidence: i32::from(f.score),
+        reasoning: format!("rules: {}", rules.join(", ")),
+        decided_by: "rules".into(),
+        action: action_name(f.action.kind).into(),
+        source: line.path.display().to_string(),
+        created_at_ms: now,
+        logged_at_ms: f.request.timestamp_ms,
+        score: i32::from(f.score),
+        rules: serde_json::to_string(&rules).unwrap_or_default(),
+        source_file: line.file.to_string(),
+        source_offset: line.offset as i64,
+    }
+}
+
+fn action_name(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Block => "block",
+        ActionKind::Monitor => "monitor",
+        ActionKind::None => "none",
+    }
+}
+
+/// One line per decision on stdout, for the person watching.
+fn announce(f: &Flagged, dry_run: bool) {
+    let what = match (f.action.kind, dry_run) {
+        (ActionKind::Block, true) => "WOULD BLOCK",
+        (ActionKind::Block, false) => "BLOCK",
+        (ActionKind::Monitor, _) => "MONITOR",
+        (ActionKind::None, _) => "FLAG",
+    };
+    let categories: Vec<&str> = f
+        .findings
+        .iter()
+        .map(|x| x.category.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    println!(
+        "{:<11} {:<15} score {:>2}  {:<20} {} {}",
+        what,
+        printable(&f.request.ip, 45),
+        f.score,
+        categories.join(","),
+        printable(&f.request.method, 10),
+        printable(&f.request.uri, 120)
+    );
+}

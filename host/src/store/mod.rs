@@ -1,0 +1,267 @@
+//! Where analysed requests are kept: SQLite (default) or PostgreSQL, one schema, versioned
+//! migrations (`host/migrations/`).
+//!
+//! Invariants:
+//! - A row is keyed by the log file's fingerprint and the offset just past its line; inserting a
+//!   row whose key exists does nothing. Reading is at-least-once (after a crash the lines since the
+//!   last checkpoint are read again), storing is exactly-once.
+//! - Rows are written in batches, one transaction per batch.
+//! - Every value is bound as a parameter, never formatted into SQL: log fields are attacker data.
+//! - Text holds no NUL byte (PostgreSQL refuses them): a NUL is stored as `\x00`, nginx's escape.
+
+pub mod time;
+
+use std::str::FromStr;
+
+use anyhow::Context;
+use sqlx::QueryBuilder;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+/// Rows per INSERT statement: SQLite allows 32,766 bound values, a row has 17.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// One analysed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Client address.
+    pub ip_address: String,
+    /// HTTP method.
+    pub method: String,
+    /// Request target as logged.
+    pub url: String,
+    /// User agent.
+    pub user_agent: String,
+    /// Response status.
+    pub status: i32,
+    /// Main category of the findings.
+    pub threat_type: String,
+    /// Confidence 1..10 of the decision.
+    pub confidence: i32,
+    /// Why (rules that matched, or an analyst's reasoning).
+    pub reasoning: String,
+    /// `rules`, `cache`, `tier1`, `tier2` or `fallback`.
+    pub decided_by: String,
+    /// `block`, `monitor` or `none`.
+    pub action: String,
+    /// The log file's path.
+    pub source: String,
+    /// When logsec decided, Unix milliseconds.
+    pub created_at_ms: i64,
+    /// The request's own time from the log, Unix milliseconds.
+    pub logged_at_ms: Option<i64>,
+    /// Combined rule score.
+    pub score: i32,
+    /// Rule ids, JSON array.
+    pub rules: String,
+    /// Fingerprint of the log file (hex).
+    pub source_file: String,
+    /// Offset just past the line.
+    pub source_offset: i64,
+}
+
+/// A connected store.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// `sqlite://PATH`
+    Sqlite(SqlitePool),
+    /// `postgres://...` (Supabase: add `sslmode=require`)
+    Postgres(PgPool),
+}
+
+impl Store {
+    /// Connects to `url` and applies the migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Store> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .with_context(|| format!("invalid store url {}", redact(url)))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(std::time::Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(2)
+                .connect_with(options)
+                .await
+                .with_context(|| format!("cannot open {}", redact(url)))?;
+            sqlx::migrate!("migrations/sqlite")
+                .run(&pool)
+                .await
+                .context("migrating the SQLite store")?;
+            Ok(Store::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options =
+                PgConnectOptions::from_str(url).with_context(|| format!("invalid store url {}", redact(url)))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(std::time::Duration::from_secs(5))
+                .connect_with(options)
+                .await
+                .with_context(|| format!("cannot connect to {}", redact(url)))?;
+            sqlx::migrate!("migrations/postgres")
+                .run(&pool)
+                .await
+                .context("migrating the PostgreSQL store")?;
+            Ok(Store::Postgres(pool))
+        } else {
+            anyhow::bail!(
+                "store url must start with sqlite:// or postgres://, got {}",
+                redact(url)
+            )
+        }
+    }
+
+    /// Inserts `rows` in one transaction; rows already stored (same file and offset) are skipped.
+    /// Returns how many were new.
+    pub async fn insert(&self, rows: &[Row]) -> anyhow::Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let rows = &*without_nul(rows);
+        let mut inserted = 0;
+        match self {
+            Store::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let mut q = QueryBuilder::new(INSERT_HEAD);
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(&r.ip_address)
+                            .push_bind(&r.method)
+                            .push_bind(&r.url)
+                            .push_bind(&r.user_agent)
+                            .push_bind(r.status)
+                            .push_bind(&r.threat_type)
+                            .push_bind(r.confidence)
+                            .push_bind(&r.reasoning)
+                            .push_bind(&r.decided_by)
+                            .push_bind(&r.action)
+                            .push_bind(&r.source)
+                            .push_bind(time::rfc3339(r.created_at_ms))
+                            .push_bind(r.logged_at_ms.map(time::rfc3339))
+                            .push_bind(r.score)
+                            .push_bind(&r.rules)
+                            .push_bind(&r.source_file)
+                            .push_bind(r.source_offset);
+                    });
+                    q.push(INSERT_TAIL);
+                    inserted += q.build().execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let mut q = QueryBuilder::new(INSERT_HEAD);
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(&r.ip_address)
+                            .push_bind(&r.method)
+                            .push_bind(&r.url)
+                            .push_bind(&r.user_agent)
+                            .push_bind(r.status)
+                            .push_bind(&r.threat_type)
+                            .push_bind(r.confidence)
+                            .push_bind(&r.reasoning)
+                            .push_bind(&r.decided_by)
+                            .push_bind(&r.action)
+                            .push_bind(&r.source)
+                            .push_bind(time::rfc3339(r.created_at_ms))
+                            .push_unseparated("::timestamptz")
+                            .push_bind(r.logged_at_ms.map(time::rfc3339))
+                            .push_unseparated("::timestamptz")
+                            .push_bind(r.score)
+                            .push_bind(&r.rules)
+                            .push_bind(&r.source_file)
+                            .push_bind(r.source_offset);
+                    });
+                    q.push(INSERT_TAIL);
+                    inserted += q.build().execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(inserted)
+    }
+
+    /// Number of stored rows.
+    pub async fn count(&self) -> anyhow::Result<i64> {
+        Ok(match self {
+            Store::Sqlite(p) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM analyzed_requests")
+                    .fetch_one(p)
+                    .await?
+            }
+            Store::Postgres(p) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM analyzed_requests")
+                    .fetch_one(p)
+                    .await?
+            }
+        })
+    }
+
+    /// Closes the connections, waiting for writes in progress.
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(p) => p.close().await,
+            Store::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// `rows`, with every NUL in their text written as `\x00` (copied only when there is one).
+fn without_nul(rows: &[Row]) -> std::borrow::Cow<'_, [Row]> {
+    let has_nul = |r: &Row| {
+        [
+            &r.ip_address,
+            &r.method,
+            &r.url,
+            &r.user_agent,
+            &r.threat_type,
+            &r.reasoning,
+            &r.source,
+            &r.rules,
+        ]
+        .iter()
+        .any(|s| s.contains('\0'))
+    };
+    if !rows.iter().any(has_nul) {
+        return std::borrow::Cow::Borrowed(rows);
+    }
+    let fix = |s: &String| s.replace('\0', "\\x00");
+    std::borrow::Cow::Owned(
+        rows.iter()
+            .map(|r| Row {
+                ip_address: fix(&r.ip_address),
+                method: fix(&r.method),
+                url: fix(&r.url),
+                user_agent: fix(&r.user_agent),
+                threat_type: fix(&r.threat_type),
+                reasoning: fix(&r.reasoning),
+                source: fix(&r.source),
+                rules: fix(&r.rules),
+                ..r.clone()
+            })
+            .collect(),
+    )
+}
+
+const INSERT_HEAD: &str = "INSERT INTO analyzed_requests (ip_address, method, url, user_agent, status, threat_type, \
+     confidence, reasoning, decided_by, action, source, created_at, logged_at, score, rules, source_file, \
+     source_offset) ";
+const INSERT_TAIL: &str = " ON CONFLICT (source_file, source_offset) DO NOTHING";
+
+/// `url` with any password replaced, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
