@@ -25,6 +25,7 @@ use crate::cmd::check::printable;
 use crate::config::Config;
 use crate::lines::DEFAULT_MAX_LINE_BYTES;
 use crate::paths::{default_plugin_dir, default_rules};
+use crate::pipeline::memory::{Allowlist, RequestCache};
 use crate::pipeline::{Flagged, Outcome, Settings, Worker};
 use crate::runtime::bindings::ActionKind;
 use crate::runtime::{Limits, PluginConfigs, Registry, Runtime, watcher};
@@ -135,9 +136,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .agent
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let allowlist =
+        Allowlist::parse(&config.response.allowlist).map_err(|e| anyhow::anyhow!("response.allowlist: {e}"))?;
     let settings = Settings {
         escalate_at: config.agent.escalate_at,
         policy: config.response.policy.clone(),
+        allowlist: Arc::new(allowlist),
+        cache: Some(Arc::new(RequestCache::new(config.cache.ttl.0))),
         ..Default::default()
     };
 
@@ -333,8 +338,11 @@ fn row(line: &TailLine, f: &Flagged, now: i64) -> Row {
         status: i32::from(f.request.status),
         threat_type: top.map(|t| t.category.clone()).unwrap_or_default(),
         confidence: i32::from(f.score),
-        reasoning: format!("rules: {}", rules.join(", ")),
-        decided_by: "rules".into(),
+        reasoning: match f.decided_by {
+            "cache" => "address already decided malicious (request cache)".into(),
+            _ => format!("rules: {}", rules.join(", ")),
+        },
+        decided_by: f.decided_by.into(),
         action: action_name(f.action.kind).into(),
         source: line.path.display().to_string(),
         created_at_ms: now,

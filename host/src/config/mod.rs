@@ -338,6 +338,8 @@ impl Config {
             anyhow::ensure!(!s.path.trim().is_empty(), "sources[{i}].path is empty");
             glob::Pattern::new(&s.path).map_err(|e| anyhow::anyhow!("sources[{i}].path {:?}: {e}", s.path))?;
         }
+        crate::pipeline::memory::Allowlist::parse(&self.response.allowlist)
+            .map_err(|e| anyhow::anyhow!("response.allowlist: {e}"))?;
         if let Some(w) = self.agent.workers {
             anyhow::ensure!((1..=256).contains(&w), "agent.workers must be 1..=256, got {w}");
         }

@@ -6,6 +6,7 @@
 //!   detector that failed contributes no findings (counted). The policy fails closed: no action.
 //! - The plugin set is read once per batch, so a hot swap takes effect between batches.
 
+pub mod memory;
 pub mod score;
 pub mod slots;
 
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use crate::runtime::bindings::{Action, ActionKind, Assessment, Finding, ParseResult, Request};
 use crate::runtime::{Instance, Registry};
+use memory::{Allowlist, RequestCache, Verdict};
 pub use score::combined_score;
 use slots::Slots;
 
@@ -29,6 +31,10 @@ pub struct Settings {
     pub escalate_at: u8,
     /// The response policy to use when several are loaded.
     pub policy: String,
+    /// Addresses never analysed further and never blocked.
+    pub allowlist: Arc<Allowlist>,
+    /// Addresses decided malicious recently; `None` analyses every request afresh (`logsec check`).
+    pub cache: Option<Arc<RequestCache>>,
 }
 
 impl Default for Settings {
@@ -37,6 +43,8 @@ impl Default for Settings {
             format: "nginx".into(),
             escalate_at: DEFAULT_ESCALATE_AT,
             policy: "threshold".into(),
+            allowlist: Arc::default(),
+            cache: None,
         }
     }
 }
@@ -50,6 +58,8 @@ pub enum Outcome {
     Unparsed(String),
     /// Parsed and scored below `escalate_at`.
     Clean,
+    /// From an allowlisted address: not analysed.
+    Allowed,
     /// Scored at or above `escalate_at`.
     Flagged(Box<Flagged>),
 }
@@ -65,6 +75,8 @@ pub struct Flagged {
     pub score: u8,
     /// The policy's action (`none` when no policy is loaded or it failed).
     pub action: Action,
+    /// `rules`, or `cache` when the address was already decided malicious.
+    pub decided_by: &'static str,
 }
 
 /// Failures counted while processing one batch.
@@ -126,11 +138,15 @@ impl Worker {
         let mut request_line = Vec::new();
         for (i, result) in parsed.into_iter().enumerate() {
             outcomes.push(match result {
-                Ok(ParseResult::Request(r)) => {
-                    requests.push(r);
-                    request_line.push(i);
-                    Outcome::Clean
-                }
+                Ok(ParseResult::Request(r)) if self.settings.allowlist.contains(&r.ip) => Outcome::Allowed,
+                Ok(ParseResult::Request(r)) => match self.settings.cache.as_ref().and_then(|c| c.get(&r.ip)) {
+                    Some(verdict) => cached(r, verdict),
+                    None => {
+                        requests.push(r);
+                        request_line.push(i);
+                        Outcome::Clean
+                    }
+                },
                 Ok(ParseResult::Skip) => Outcome::Skipped,
                 Ok(ParseResult::Invalid(why)) => Outcome::Unparsed(why),
                 Err(e) => {
@@ -190,15 +206,45 @@ impl Worker {
                 .collect(),
         };
         for ((assessment, action), i) in assessments.into_iter().zip(actions).zip(flagged_index) {
+            if let (Some(cache), ActionKind::Block) = (&self.settings.cache, action.kind) {
+                let top = assessment.findings.iter().max_by_key(|f| f.score);
+                let verdict = Verdict {
+                    score: assessment.score,
+                    threat_type: top.map(|f| f.category.clone()).unwrap_or_default(),
+                };
+                cache.insert(&assessment.request.ip, verdict);
+            }
             outcomes[request_line[i]] = Outcome::Flagged(Box::new(Flagged {
                 request: assessment.request,
                 findings: assessment.findings,
                 score: assessment.score,
                 action,
+                decided_by: "rules",
             }));
         }
         (outcomes, errors)
     }
+}
+
+/// A request from an address the cache holds: decided without detectors or analysts.
+fn cached(request: Request, verdict: Verdict) -> Outcome {
+    let finding = Finding {
+        category: verdict.threat_type,
+        rule_id: "cached-verdict".into(),
+        score: verdict.score,
+        evidence: String::new(),
+    };
+    Outcome::Flagged(Box::new(Flagged {
+        request,
+        findings: vec![finding],
+        score: verdict.score,
+        action: Action {
+            kind: ActionKind::Block,
+            ttl_seconds: 0,
+            reason: "address already decided malicious".into(),
+        },
+        decided_by: "cache",
+    }))
 }
 
 fn no_action(reason: String) -> Action {

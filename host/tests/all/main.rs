@@ -3,6 +3,7 @@
 mod cli;
 mod daemon;
 mod examples;
+mod pipeline;
 mod reload;
 mod runtime;
 mod wat;
