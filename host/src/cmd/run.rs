@@ -7,8 +7,9 @@
 //! - Batches are stored in the order they were read, and a file's checkpoint moves only after the
 //!   batch holding its lines is stored: after a crash, reading resumes at or before the first line
 //!   not stored, and the store's (file, offset) key drops what was stored already.
-//! - A store that fails is retried with backoff; its batch is never dropped, and reading slows down
-//!   behind it.
+//! - A batch the store refuses goes to the on-disk spool (`DATA_DIR/spool/`) and is replayed when
+//!   the store answers again; only when the spool cannot be written either is the batch retried with
+//!   backoff while reading waits. No row is dropped.
 //! - SIGTERM and SIGINT stop the tailer, drain the workers, store what was read, write the
 //!   checkpoints, and exit 0.
 
@@ -29,6 +30,7 @@ use crate::pipeline::memory::{Allowlist, RequestCache};
 use crate::pipeline::{Flagged, Outcome, Settings, Worker};
 use crate::runtime::bindings::ActionKind;
 use crate::runtime::{Limits, PluginConfigs, Registry, Runtime, watcher};
+use crate::store::spool::Spool;
 use crate::store::{Row, Store, time};
 use crate::tail::{Checkpoints, Fingerprint, SourceSpec, TailLine, Tailer};
 
@@ -40,6 +42,8 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Longest wait between two attempts to store a batch.
 const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
+/// How often spooled batches are offered to the store again.
+const SPOOL_RETRY: Duration = Duration::from_secs(5);
 
 struct Batch {
     seq: u64,
@@ -148,6 +152,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let store = rt.block_on(Store::connect(&store_url))?;
+    let mut spool = Spool::open(&data_dir)?;
+    rt.block_on(drain_spool(&mut spool, &store));
     tracing::info!(store = %crate::store::redact(&store_url), backend = %config.response.backend, "logsec running");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -186,7 +192,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     drop(batch_rx);
 
     let dry_run = config.response.backend == "log";
-    rt.block_on(store_loop(&store, done_rx, &checkpoints, &stop, dry_run))?;
+    rt.block_on(store_loop(&store, &mut spool, done_rx, &checkpoints, &stop, dry_run))?;
+    rt.block_on(drain_spool(&mut spool, &store));
     tailer
         .join()
         .map_err(|_| anyhow::anyhow!("the tailer thread panicked"))??;
@@ -245,6 +252,7 @@ fn tail_loop(
 
 async fn store_loop(
     store: &Store,
+    spool: &mut Spool,
     mut done_rx: tokio::sync::mpsc::Receiver<Done>,
     checkpoints: &Mutex<Checkpoints>,
     stop: &AtomicBool,
@@ -254,9 +262,11 @@ async fn store_loop(
     let mut next = 0u64;
     let mut last_flush = Instant::now();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut spool_retry = tokio::time::interval(SPOOL_RETRY);
     loop {
         let done = tokio::select! {
             d = done_rx.recv() => d,
+            _ = spool_retry.tick() => { drain_spool(spool, store).await; continue; }
             _ = terminate.recv() => { stop_reading(stop, "SIGTERM"); continue; }
             _ = tokio::signal::ctrl_c() => { stop_reading(stop, "SIGINT"); continue; }
         };
@@ -265,7 +275,13 @@ async fn store_loop(
         while let Some(d) = pending.remove(&next) {
             next += 1;
             let rows = rows_of(&d, dry_run);
-            store_with_retry(store, &rows, stop).await;
+            if let Err(e) = store.insert(&rows).await {
+                tracing::warn!(error = %format!("{e:#}"), rows = rows.len(), "the store refused a batch; spooling it");
+                if let Err(e) = spool.push(&rows) {
+                    tracing::error!(error = %format!("{e:#}"), "cannot spool either; retrying the store");
+                    store_with_retry(store, &rows, stop).await;
+                }
+            }
             let mut c = checkpoints.lock().unwrap_or_else(|p| p.into_inner());
             let mut ends: HashMap<Fingerprint, (&PathBuf, u64)> = HashMap::new();
             for l in &d.lines {
@@ -283,6 +299,19 @@ async fn store_loop(
         }
     }
     Ok(())
+}
+
+/// Offers spooled batches to the store; what it refuses stays spooled.
+async fn drain_spool(spool: &mut Spool, store: &Store) {
+    if spool.pending() == 0 {
+        return;
+    }
+    match spool.drain(store).await {
+        Ok(rows) => tracing::info!(rows, "spooled rows written to the store"),
+        Err(e) => {
+            tracing::debug!(error = %format!("{e:#}"), pending = spool.pending(), "the store still refuses spooled rows")
+        }
+    }
 }
 
 fn stop_reading(stop: &AtomicBool, why: &str) {

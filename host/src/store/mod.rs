@@ -9,6 +9,7 @@
 //! - Every value is bound as a parameter, never formatted into SQL: log fields are attacker data.
 //! - Text holds no NUL byte (PostgreSQL refuses them): a NUL is stored as `\x00`, nginx's escape.
 
+pub mod spool;
 pub mod time;
 
 use std::str::FromStr;
@@ -22,7 +23,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// One analysed request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     /// Client address.
     pub ip_address: String,
