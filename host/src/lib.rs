@@ -3,7 +3,9 @@
 
 pub mod cmd;
 pub mod config;
+pub mod http;
 pub mod lines;
+pub mod metrics;
 pub mod paths;
 pub mod pipeline;
 pub mod runtime;

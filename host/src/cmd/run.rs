@@ -25,6 +25,7 @@ use crossbeam_channel::bounded;
 use crate::cmd::check::printable;
 use crate::config::Config;
 use crate::lines::DEFAULT_MAX_LINE_BYTES;
+use crate::metrics::Metrics;
 use crate::paths::{default_plugin_dir, default_rules};
 use crate::pipeline::memory::{Allowlist, RequestCache};
 use crate::pipeline::{Flagged, Outcome, Settings, Worker};
@@ -154,6 +155,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let store = rt.block_on(Store::connect(&store_url))?;
     let mut spool = Spool::open(&data_dir)?;
     rt.block_on(drain_spool(&mut spool, &store));
+    let metrics = Arc::new(Metrics::default());
+    if !config.http.listen.is_empty() {
+        rt.block_on(crate::http::serve(
+            &config.http.listen,
+            metrics.clone(),
+            registry.clone(),
+        ))?;
+    }
     tracing::info!(store = %crate::store::redact(&store_url), backend = %config.response.backend, "logsec running");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -189,10 +198,19 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         })?);
     }
     drop(done_tx);
+    let queue = Queues {
+        batches: batch_rx.clone(),
+    };
     drop(batch_rx);
 
     let dry_run = config.response.backend == "log";
-    rt.block_on(store_loop(&store, &mut spool, done_rx, &checkpoints, &stop, dry_run))?;
+    let stage = StoreStage {
+        store: &store,
+        metrics: &metrics,
+        queue,
+        dry_run,
+    };
+    rt.block_on(stage.run(&mut spool, done_rx, &checkpoints, &stop))?;
     rt.block_on(drain_spool(&mut spool, &store));
     tailer
         .join()
@@ -250,14 +268,74 @@ fn tail_loop(
     Ok(())
 }
 
+/// What the store stage watches besides its own channel.
+struct Queues {
+    batches: crossbeam_channel::Receiver<Batch>,
+}
+
+/// The last stage: stores batches in order, counts, checkpoints.
+struct StoreStage<'a> {
+    store: &'a Store,
+    metrics: &'a Metrics,
+    queue: Queues,
+    dry_run: bool,
+}
+
+impl StoreStage<'_> {
+    async fn run(
+        &self,
+        spool: &mut Spool,
+        done_rx: tokio::sync::mpsc::Receiver<Done>,
+        checkpoints: &Mutex<Checkpoints>,
+        stop: &AtomicBool,
+    ) -> anyhow::Result<()> {
+        store_loop(self, spool, done_rx, checkpoints, stop).await
+    }
+
+    /// Counts a stored batch's lines, findings and decisions, and refreshes the gauges.
+    fn count(&self, d: &Done, spool: &Spool, done_queue: usize) {
+        let mut path = None;
+        let mut source = String::new();
+        for (line, outcome) in d.lines.iter().zip(&d.outcomes) {
+            if path != Some(&line.path) {
+                path = Some(&line.path);
+                source = line.path.display().to_string();
+            }
+            self.metrics
+                .line(&source, !matches!(outcome, Outcome::Unparsed(_) | Outcome::Skipped));
+            if let Outcome::Flagged(f) = outcome {
+                self.metrics.decision(f.decided_by);
+                for finding in &f.findings {
+                    self.metrics.finding(&finding.category);
+                }
+            }
+        }
+        self.metrics.gauge(
+            "logsec_queue_batches",
+            "Batches read and waiting for a worker.",
+            self.queue.batches.len() as u64,
+        );
+        self.metrics.gauge(
+            "logsec_queue_analysed",
+            "Analysed batches waiting for the store.",
+            done_queue as u64,
+        );
+        self.metrics.gauge(
+            "logsec_store_spool_batches",
+            "Batches waiting in the spool for the store.",
+            spool.pending() as u64,
+        );
+    }
+}
+
 async fn store_loop(
-    store: &Store,
+    stage: &StoreStage<'_>,
     spool: &mut Spool,
     mut done_rx: tokio::sync::mpsc::Receiver<Done>,
     checkpoints: &Mutex<Checkpoints>,
     stop: &AtomicBool,
-    dry_run: bool,
 ) -> anyhow::Result<()> {
+    let (store, dry_run) = (stage.store, stage.dry_run);
     let mut pending: HashMap<u64, Done> = HashMap::new();
     let mut next = 0u64;
     let mut last_flush = Instant::now();
@@ -275,11 +353,17 @@ async fn store_loop(
         while let Some(d) = pending.remove(&next) {
             next += 1;
             let rows = rows_of(&d, dry_run);
-            if let Err(e) = store.insert(&rows).await {
-                tracing::warn!(error = %format!("{e:#}"), rows = rows.len(), "the store refused a batch; spooling it");
-                if let Err(e) = spool.push(&rows) {
-                    tracing::error!(error = %format!("{e:#}"), "cannot spool either; retrying the store");
-                    store_with_retry(store, &rows, stop).await;
+            stage.count(&d, spool, done_rx.len());
+            match store.insert(&rows).await {
+                Ok(n) => {
+                    stage.metrics.rows_stored.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), rows = rows.len(), "the store refused a batch; spooling it");
+                    if let Err(e) = spool.push(&rows) {
+                        tracing::error!(error = %format!("{e:#}"), "cannot spool either; retrying the store");
+                        store_with_retry(store, &rows, stop).await;
+                    }
                 }
             }
             let mut c = checkpoints.lock().unwrap_or_else(|p| p.into_inner());

@@ -50,6 +50,25 @@ fn wait_rows(rt: &tokio::runtime::Runtime, db: &str, want: i64) -> i64 {
     }
 }
 
+/// `GET path` on the daemon's listener; the body.
+fn get(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP listener");
+    write!(conn, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn stop(mut child: Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -73,11 +92,12 @@ fn run_stores_flagged_lines_and_restarts_without_loss_or_repeat() {
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     let data = dir.path().join("data");
+    let port = free_port();
     let config = dir.path().join("logsec.toml");
     std::fs::write(
         &config,
         format!(
-            "[agent]\ndata_dir = {:?}\nplugin_dir = {:?}\nrules = {:?}\n\n[[sources]]\npath = {:?}\nread_from = \"beginning\"\n",
+            "[agent]\ndata_dir = {:?}\nplugin_dir = {:?}\nrules = {:?}\n\n[[sources]]\npath = {:?}\nread_from = \"beginning\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n",
             data,
             built_plugins(),
             rules_file(),
@@ -95,6 +115,22 @@ fn run_stores_flagged_lines_and_restarts_without_loss_or_repeat() {
     append(&log, 0, 30);
     let child = start(&config);
     assert_eq!(wait_rows(&rt, &db, 30), 30, "only the 30 attack lines are stored");
+    assert_eq!(get(port, "/healthz"), "ok\n");
+    let metrics = get(port, "/metrics");
+    let source = log.display().to_string();
+    for want in [
+        format!("logsec_lines_read_total{{source=\"{source}\"}} 60"),
+        format!("logsec_lines_parsed_total{{source=\"{source}\"}} 60"),
+        "logsec_rows_stored_total 30".to_owned(),
+        "logsec_plugin_calls_total{plugin=\"patterns\"}".to_owned(),
+        "logsec_store_spool_batches 0".to_owned(),
+    ] {
+        assert!(metrics.contains(&want), "{want} missing from:\n{metrics}");
+    }
+    assert!(
+        metrics.contains("logsec_decisions_total{decided_by=\"rules\"}"),
+        "{metrics}"
+    );
     stop(child);
 
     // Written while the daemon is down, then a restart: the new lines only.

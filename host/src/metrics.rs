@@ -1,0 +1,205 @@
+//! The daemon's counters and their Prometheus text exposition (`GET /metrics`).
+//!
+//! Invariants:
+//! - Counters only grow; they are updated by the store stage (one thread) and read by the HTTP
+//!   listener, so a `Mutex` per family costs nothing measurable.
+//! - Label values are attacker-influenced (file paths, plugin names): they are escaped as the
+//!   exposition format requires, never written raw.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use crate::runtime::Registry;
+
+/// Counters of one daemon.
+#[derive(Default)]
+pub struct Metrics {
+    by_source: Mutex<BTreeMap<String, SourceCounts>>,
+    findings: Mutex<BTreeMap<String, u64>>,
+    decisions: Mutex<BTreeMap<String, u64>>,
+    gauges: Mutex<BTreeMap<&'static str, (u64, &'static str)>>,
+    /// Rows written to the store.
+    pub rows_stored: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default, Clone, Copy)]
+struct SourceCounts {
+    read: u64,
+    parsed: u64,
+    unparsed: u64,
+}
+
+impl Metrics {
+    /// Counts one line of `source`: read, and parsed or not.
+    pub fn line(&self, source: &str, parsed: bool) {
+        let mut m = self.by_source.lock().unwrap_or_else(|p| p.into_inner());
+        let c = match m.get_mut(source) {
+            Some(c) => c,
+            None => m.entry(source.to_owned()).or_default(),
+        };
+        c.read += 1;
+        if parsed {
+            c.parsed += 1;
+        } else {
+            c.unparsed += 1;
+        }
+    }
+
+    /// Counts a finding of `category`.
+    pub fn finding(&self, category: &str) {
+        *self
+            .findings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(category.to_owned())
+            .or_default() += 1;
+    }
+
+    /// Counts a decision made by `decided_by`.
+    pub fn decision(&self, decided_by: &str) {
+        *self
+            .decisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(decided_by.to_owned())
+            .or_default() += 1;
+    }
+
+    /// Sets the gauge `name` (with its help text).
+    pub fn gauge(&self, name: &'static str, help: &'static str, value: u64) {
+        self.gauges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, (value, help));
+    }
+
+    /// The exposition of every counter, plus the plugins' call statistics from `registry`.
+    pub fn render(&self, registry: &Registry) -> String {
+        let mut out = String::new();
+        let sources = self.by_source.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (name, help, get) in [
+            (
+                "logsec_lines_read_total",
+                "Lines read, by source file.",
+                (|c: &SourceCounts| c.read) as fn(&SourceCounts) -> u64,
+            ),
+            (
+                "logsec_lines_parsed_total",
+                "Lines that held a request, by source file.",
+                |c| c.parsed,
+            ),
+            (
+                "logsec_lines_unparsed_total",
+                "Lines no parser could read, by source file.",
+                |c| c.unparsed,
+            ),
+        ] {
+            header(&mut out, name, help, "counter");
+            for (source, c) in &sources {
+                let _ = writeln!(out, "{name}{{source=\"{}\"}} {}", escape(source), get(c));
+            }
+        }
+        family(
+            &mut out,
+            "logsec_findings_total",
+            "Findings, by category.",
+            "category",
+            &self.findings,
+        );
+        family(
+            &mut out,
+            "logsec_decisions_total",
+            "Decisions, by the stage that made them.",
+            "decided_by",
+            &self.decisions,
+        );
+        header(
+            &mut out,
+            "logsec_rows_stored_total",
+            "Rows written to the store.",
+            "counter",
+        );
+        let _ = writeln!(
+            out,
+            "logsec_rows_stored_total {}",
+            self.rows_stored.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        for (name, (value, help)) in self.gauges.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            header(&mut out, name, help, "gauge");
+            let _ = writeln!(out, "{name} {value}");
+        }
+        let set = registry.snapshot();
+        let plugin_rows: Vec<(String, &crate::runtime::LoadedPlugin)> =
+            set.plugins.iter().map(|p| (escape(&p.name), &**p)).collect();
+        use std::sync::atomic::Ordering::Relaxed;
+        header(&mut out, "logsec_plugin_calls_total", "Calls into a plugin.", "counter");
+        for (n, p) in &plugin_rows {
+            let _ = writeln!(
+                out,
+                "logsec_plugin_calls_total{{plugin=\"{n}\"}} {}",
+                p.health.calls.load(Relaxed)
+            );
+        }
+        header(
+            &mut out,
+            "logsec_plugin_errors_total",
+            "Failed calls (trap, timeout, out of memory, contract).",
+            "counter",
+        );
+        for (n, p) in &plugin_rows {
+            let _ = writeln!(
+                out,
+                "logsec_plugin_errors_total{{plugin=\"{n}\"}} {}",
+                p.health.errors.load(Relaxed)
+            );
+        }
+        header(
+            &mut out,
+            "logsec_plugin_busy_seconds_total",
+            "Time spent in successful calls.",
+            "counter",
+        );
+        for (n, p) in &plugin_rows {
+            let secs = p.health.busy_nanos.load(Relaxed) as f64 / 1e9;
+            let _ = writeln!(out, "logsec_plugin_busy_seconds_total{{plugin=\"{n}\"}} {secs}");
+        }
+        header(
+            &mut out,
+            "logsec_plugin_quarantined",
+            "1 while a plugin is quarantined.",
+            "gauge",
+        );
+        for (n, p) in &plugin_rows {
+            let q = u8::from(p.health.quarantined_for().is_some());
+            let _ = writeln!(out, "logsec_plugin_quarantined{{plugin=\"{n}\"}} {q}");
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn family(out: &mut String, name: &str, help: &str, label: &str, map: &Mutex<BTreeMap<String, u64>>) {
+    header(out, name, help, "counter");
+    for (k, v) in map.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {v}", escape(k));
+    }
+}
+
+/// A label value as the exposition format wants it: backslash, quote and newline escaped.
+pub fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_cannot_break_the_format() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
