@@ -3,3 +3,4 @@
 pub mod check;
 pub mod plugins;
 pub mod run;
+mod stage;

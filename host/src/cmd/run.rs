@@ -13,49 +13,44 @@
 //! - SIGTERM and SIGINT stop the tailer, drain the workers, store what was read, write the
 //!   checkpoints, and exit 0.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use crossbeam_channel::bounded;
 
-use crate::cmd::check::printable;
+use super::stage::{Queues, StoreStage, drain_spool};
 use crate::config::Config;
 use crate::lines::DEFAULT_MAX_LINE_BYTES;
 use crate::metrics::Metrics;
 use crate::paths::{default_plugin_dir, default_rules};
 use crate::pipeline::memory::{Allowlist, RequestCache};
-use crate::pipeline::{Flagged, Outcome, Settings, Worker};
-use crate::runtime::bindings::ActionKind;
+use crate::pipeline::{Outcome, Settings, Worker};
 use crate::runtime::{Limits, PluginConfigs, Registry, Runtime, watcher};
+use crate::store::Store;
 use crate::store::spool::Spool;
-use crate::store::{Row, Store, time};
-use crate::tail::{Checkpoints, Fingerprint, SourceSpec, TailLine, Tailer};
+use crate::tail::{Checkpoints, SourceSpec, TailLine, Tailer};
 
 /// Lines handed on per tailer poll (and per batch).
 const BATCH_LINES: usize = 512;
 /// Pause between polls when the files had nothing new.
 const IDLE_POLL: Duration = Duration::from_millis(100);
-/// How often checkpoints are written while lines flow.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// Longest wait between two attempts to store a batch.
-const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
-/// How often spooled batches are offered to the store again.
-const SPOOL_RETRY: Duration = Duration::from_secs(5);
 
-struct Batch {
-    seq: u64,
-    format: Arc<str>,
-    lines: Vec<TailLine>,
+/// Lines of one source, in the order read.
+pub(super) struct Batch {
+    pub(super) seq: u64,
+    pub(super) format: Arc<str>,
+    pub(super) lines: Vec<TailLine>,
 }
 
-struct Done {
-    seq: u64,
-    lines: Vec<TailLine>,
-    outcomes: Vec<Outcome>,
+/// A batch and what became of each of its lines.
+pub(super) struct Done {
+    pub(super) seq: u64,
+    pub(super) lines: Vec<TailLine>,
+    pub(super) outcomes: Vec<Outcome>,
 }
 
 /// The configuration used when `logsec run` gets no `--config`: the bundled sample logs read from
@@ -209,6 +204,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         metrics: &metrics,
         queue,
         dry_run,
+        log_time: false,
     };
     rt.block_on(stage.run(&mut spool, done_rx, &checkpoints, &stop))?;
     rt.block_on(drain_spool(&mut spool, &store));
@@ -266,237 +262,4 @@ fn tail_loop(
         }
     }
     Ok(())
-}
-
-/// What the store stage watches besides its own channel.
-struct Queues {
-    batches: crossbeam_channel::Receiver<Batch>,
-}
-
-/// The last stage: stores batches in order, counts, checkpoints.
-struct StoreStage<'a> {
-    store: &'a Store,
-    metrics: &'a Metrics,
-    queue: Queues,
-    dry_run: bool,
-}
-
-impl StoreStage<'_> {
-    async fn run(
-        &self,
-        spool: &mut Spool,
-        done_rx: tokio::sync::mpsc::Receiver<Done>,
-        checkpoints: &Mutex<Checkpoints>,
-        stop: &AtomicBool,
-    ) -> anyhow::Result<()> {
-        store_loop(self, spool, done_rx, checkpoints, stop).await
-    }
-
-    /// Counts a stored batch's lines, findings and decisions, and refreshes the gauges.
-    fn count(&self, d: &Done, spool: &Spool, done_queue: usize) {
-        let mut path = None;
-        let mut source = String::new();
-        for (line, outcome) in d.lines.iter().zip(&d.outcomes) {
-            if path != Some(&line.path) {
-                path = Some(&line.path);
-                source = line.path.display().to_string();
-            }
-            self.metrics
-                .line(&source, !matches!(outcome, Outcome::Unparsed(_) | Outcome::Skipped));
-            if let Outcome::Flagged(f) = outcome {
-                self.metrics.decision(f.decided_by);
-                for finding in &f.findings {
-                    self.metrics.finding(&finding.category);
-                }
-            }
-        }
-        self.metrics.gauge(
-            "logsec_queue_batches",
-            "Batches read and waiting for a worker.",
-            self.queue.batches.len() as u64,
-        );
-        self.metrics.gauge(
-            "logsec_queue_analysed",
-            "Analysed batches waiting for the store.",
-            done_queue as u64,
-        );
-        self.metrics.gauge(
-            "logsec_store_spool_batches",
-            "Batches waiting in the spool for the store.",
-            spool.pending() as u64,
-        );
-    }
-}
-
-async fn store_loop(
-    stage: &StoreStage<'_>,
-    spool: &mut Spool,
-    mut done_rx: tokio::sync::mpsc::Receiver<Done>,
-    checkpoints: &Mutex<Checkpoints>,
-    stop: &AtomicBool,
-) -> anyhow::Result<()> {
-    let (store, dry_run) = (stage.store, stage.dry_run);
-    let mut pending: HashMap<u64, Done> = HashMap::new();
-    let mut next = 0u64;
-    let mut last_flush = Instant::now();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut spool_retry = tokio::time::interval(SPOOL_RETRY);
-    loop {
-        let done = tokio::select! {
-            d = done_rx.recv() => d,
-            _ = spool_retry.tick() => { drain_spool(spool, store).await; continue; }
-            _ = terminate.recv() => { stop_reading(stop, "SIGTERM"); continue; }
-            _ = tokio::signal::ctrl_c() => { stop_reading(stop, "SIGINT"); continue; }
-        };
-        let Some(done) = done else { break };
-        pending.insert(done.seq, done);
-        while let Some(d) = pending.remove(&next) {
-            next += 1;
-            let rows = rows_of(&d, dry_run);
-            stage.count(&d, spool, done_rx.len());
-            match store.insert(&rows).await {
-                Ok(n) => {
-                    stage.metrics.rows_stored.fetch_add(n, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), rows = rows.len(), "the store refused a batch; spooling it");
-                    if let Err(e) = spool.push(&rows) {
-                        tracing::error!(error = %format!("{e:#}"), "cannot spool either; retrying the store");
-                        store_with_retry(store, &rows, stop).await;
-                    }
-                }
-            }
-            let mut c = checkpoints.lock().unwrap_or_else(|p| p.into_inner());
-            let mut ends: HashMap<Fingerprint, (&PathBuf, u64)> = HashMap::new();
-            for l in &d.lines {
-                ends.insert(l.file, (&l.path, l.offset));
-            }
-            for (fp, (path, offset)) in ends {
-                c.set(fp, path, offset);
-            }
-            if last_flush.elapsed() >= CHECKPOINT_EVERY {
-                if let Err(e) = c.flush() {
-                    tracing::warn!(error = %e, "cannot write the checkpoints");
-                }
-                last_flush = Instant::now();
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Offers spooled batches to the store; what it refuses stays spooled.
-async fn drain_spool(spool: &mut Spool, store: &Store) {
-    if spool.pending() == 0 {
-        return;
-    }
-    match spool.drain(store).await {
-        Ok(rows) => tracing::info!(rows, "spooled rows written to the store"),
-        Err(e) => {
-            tracing::debug!(error = %format!("{e:#}"), pending = spool.pending(), "the store still refuses spooled rows")
-        }
-    }
-}
-
-fn stop_reading(stop: &AtomicBool, why: &str) {
-    if !stop.swap(true, Ordering::Relaxed) {
-        tracing::info!(signal = why, "stopping: draining the pipeline");
-    }
-}
-
-async fn store_with_retry(store: &Store, rows: &[Row], stop: &AtomicBool) {
-    let mut wait = Duration::from_millis(200);
-    loop {
-        match store.insert(rows).await {
-            Ok(_) => return,
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), rows = rows.len(), retry_in_ms = wait.as_millis() as u64, "storing failed; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(STORE_RETRY_MAX);
-                if stop.load(Ordering::Relaxed) && wait == STORE_RETRY_MAX {
-                    tracing::error!(
-                        rows = rows.len(),
-                        "the store is still unreachable while stopping; these rows stay unstored and are read again at the next start"
-                    );
-                    return;
-                }
-            }
-        }
-    }
-}
-
-fn rows_of(d: &Done, dry_run: bool) -> Vec<Row> {
-    let now = time::now_ms();
-    d.lines
-        .iter()
-        .zip(&d.outcomes)
-        .filter_map(|(line, outcome)| match outcome {
-            Outcome::Flagged(f) => {
-                announce(f, dry_run);
-                Some(row(line, f, now))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-fn row(line: &TailLine, f: &Flagged, now: i64) -> Row {
-    let top = f.findings.iter().max_by_key(|x| x.score);
-    let rules: Vec<&str> = f.findings.iter().map(|x| x.rule_id.as_str()).collect();
-    Row {
-        ip_address: f.request.ip.clone(),
-        method: f.request.method.clone(),
-        url: f.request.uri.clone(),
-        user_agent: f.request.user_agent.clone(),
-        status: i32::from(f.request.status),
-        threat_type: top.map(|t| t.category.clone()).unwrap_or_default(),
-        confidence: i32::from(f.score),
-        reasoning: match f.decided_by {
-            "cache" => "address already decided malicious (request cache)".into(),
-            _ => format!("rules: {}", rules.join(", ")),
-        },
-        decided_by: f.decided_by.into(),
-        action: action_name(f.action.kind).into(),
-        source: line.path.display().to_string(),
-        created_at_ms: now,
-        logged_at_ms: f.request.timestamp_ms,
-        score: i32::from(f.score),
-        rules: serde_json::to_string(&rules).unwrap_or_default(),
-        source_file: line.file.to_string(),
-        source_offset: line.offset as i64,
-    }
-}
-
-fn action_name(kind: ActionKind) -> &'static str {
-    match kind {
-        ActionKind::Block => "block",
-        ActionKind::Monitor => "monitor",
-        ActionKind::None => "none",
-    }
-}
-
-/// One line per decision on stdout, for the person watching.
-fn announce(f: &Flagged, dry_run: bool) {
-    let what = match (f.action.kind, dry_run) {
-        (ActionKind::Block, true) => "WOULD BLOCK",
-        (ActionKind::Block, false) => "BLOCK",
-        (ActionKind::Monitor, _) => "MONITOR",
-        (ActionKind::None, _) => "FLAG",
-    };
-    let categories: Vec<&str> = f
-        .findings
-        .iter()
-        .map(|x| x.category.as_str())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    println!(
-        "{:<11} {:<15} score {:>2}  {:<20} {} {}",
-        what,
-        printable(&f.request.ip, 45),
-        f.score,
-        categories.join(","),
-        printable(&f.request.method, 10),
-        printable(&f.request.uri, 120)
-    );
 }

@@ -10,13 +10,23 @@ use logsec::store::Store;
 
 use super::{built_plugins, line, rules_file};
 
+/// Starts the daemon, its log appended to `config`'s folder/daemon.log.
 fn start(config: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(daemon_log(config))
+        .unwrap();
     Command::new(env!("CARGO_BIN_EXE_logsec"))
         .args(["run", "--config", config.to_str().unwrap()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log))
         .spawn()
         .expect("start logsec run")
+}
+
+fn daemon_log(config: &Path) -> std::path::PathBuf {
+    config.with_file_name("daemon.log")
 }
 
 fn append(path: &Path, from: usize, n: usize) {
@@ -114,7 +124,13 @@ fn run_stores_flagged_lines_and_restarts_without_loss_or_repeat() {
 
     append(&log, 0, 30);
     let child = start(&config);
-    assert_eq!(wait_rows(&rt, &db, 30), 30, "only the 30 attack lines are stored");
+    let log_of = || std::fs::read_to_string(daemon_log(&config)).unwrap_or_default();
+    assert_eq!(
+        wait_rows(&rt, &db, 30),
+        30,
+        "only the 30 attack lines are stored; daemon log:\n{}",
+        log_of()
+    );
     assert_eq!(get(port, "/healthz"), "ok\n");
     let metrics = get(port, "/metrics");
     let source = log.display().to_string();
@@ -136,7 +152,7 @@ fn run_stores_flagged_lines_and_restarts_without_loss_or_repeat() {
     // Written while the daemon is down, then a restart: the new lines only.
     append(&log, 30, 20);
     let child = start(&config);
-    assert_eq!(wait_rows(&rt, &db, 50), 50);
+    assert_eq!(wait_rows(&rt, &db, 50), 50, "daemon log:\n{}", log_of());
     std::thread::sleep(Duration::from_millis(500));
     stop(child);
     assert_eq!(wait_rows(&rt, &db, 50), 50, "a line was stored twice");
