@@ -133,46 +133,35 @@ impl Metrics {
         let plugin_rows: Vec<(String, &crate::runtime::LoadedPlugin)> =
             set.plugins.iter().map(|p| (escape(&p.name), &**p)).collect();
         use std::sync::atomic::Ordering::Relaxed;
-        header(&mut out, "logsec_plugin_calls_total", "Calls into a plugin.", "counter");
-        for (n, p) in &plugin_rows {
-            let _ = writeln!(
-                out,
-                "logsec_plugin_calls_total{{plugin=\"{n}\"}} {}",
-                p.health.calls.load(Relaxed)
-            );
-        }
-        header(
-            &mut out,
-            "logsec_plugin_errors_total",
-            "Failed calls (trap, timeout, out of memory, contract).",
-            "counter",
-        );
-        for (n, p) in &plugin_rows {
-            let _ = writeln!(
-                out,
-                "logsec_plugin_errors_total{{plugin=\"{n}\"}} {}",
-                p.health.errors.load(Relaxed)
-            );
-        }
-        header(
-            &mut out,
-            "logsec_plugin_busy_seconds_total",
-            "Time spent in successful calls.",
-            "counter",
-        );
-        for (n, p) in &plugin_rows {
-            let secs = p.health.busy_nanos.load(Relaxed) as f64 / 1e9;
-            let _ = writeln!(out, "logsec_plugin_busy_seconds_total{{plugin=\"{n}\"}} {secs}");
-        }
-        header(
-            &mut out,
-            "logsec_plugin_quarantined",
-            "1 while a plugin is quarantined.",
-            "gauge",
-        );
-        for (n, p) in &plugin_rows {
-            let q = u8::from(p.health.quarantined_for().is_some());
-            let _ = writeln!(out, "logsec_plugin_quarantined{{plugin=\"{n}\"}} {q}");
+        type Read = fn(&crate::runtime::LoadedPlugin) -> String;
+        let families: [(&str, &str, &str, Read); 4] = [
+            ("logsec_plugin_calls_total", "Calls into a plugin.", "counter", |p| {
+                p.health.calls.load(Relaxed).to_string()
+            }),
+            (
+                "logsec_plugin_errors_total",
+                "Failed calls (trap, timeout, out of memory, contract).",
+                "counter",
+                |p| p.health.errors.load(Relaxed).to_string(),
+            ),
+            (
+                "logsec_plugin_busy_seconds_total",
+                "Time spent in successful calls.",
+                "counter",
+                |p| (p.health.busy_nanos.load(Relaxed) as f64 / 1e9).to_string(),
+            ),
+            (
+                "logsec_plugin_quarantined",
+                "1 while a plugin is quarantined.",
+                "gauge",
+                |p| u8::from(p.health.quarantined_for().is_some()).to_string(),
+            ),
+        ];
+        for (name, help, kind, read) in families {
+            header(&mut out, name, help, kind);
+            for (n, p) in &plugin_rows {
+                let _ = writeln!(out, "{name}{{plugin=\"{n}\"}} {}", read(p));
+            }
         }
         out
     }

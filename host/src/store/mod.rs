@@ -119,10 +119,11 @@ impl Store {
             return Ok(0);
         }
         let rows = &*without_nul(rows);
-        let mut inserted = 0;
-        match self {
-            Store::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
+        // One body for both databases; PostgreSQL wants the timestamps cast from their text form.
+        macro_rules! insert_all {
+            ($pool:expr, $time_cast:expr) => {{
+                let mut inserted = 0;
+                let mut tx = $pool.begin().await?;
                 for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                     let mut q = QueryBuilder::new(INSERT_HEAD);
                     q.push_values(chunk, |mut b, r| {
@@ -138,7 +139,9 @@ impl Store {
                             .push_bind(&r.action)
                             .push_bind(&r.source)
                             .push_bind(time::rfc3339(r.created_at_ms))
+                            .push_unseparated($time_cast)
                             .push_bind(r.logged_at_ms.map(time::rfc3339))
+                            .push_unseparated($time_cast)
                             .push_bind(r.score)
                             .push_bind(&r.rules)
                             .push_bind(&r.source_file)
@@ -148,38 +151,13 @@ impl Store {
                     inserted += q.build().execute(&mut *tx).await?.rows_affected();
                 }
                 tx.commit().await?;
-            }
-            Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                    let mut q = QueryBuilder::new(INSERT_HEAD);
-                    q.push_values(chunk, |mut b, r| {
-                        b.push_bind(&r.ip_address)
-                            .push_bind(&r.method)
-                            .push_bind(&r.url)
-                            .push_bind(&r.user_agent)
-                            .push_bind(r.status)
-                            .push_bind(&r.threat_type)
-                            .push_bind(r.confidence)
-                            .push_bind(&r.reasoning)
-                            .push_bind(&r.decided_by)
-                            .push_bind(&r.action)
-                            .push_bind(&r.source)
-                            .push_bind(time::rfc3339(r.created_at_ms))
-                            .push_unseparated("::timestamptz")
-                            .push_bind(r.logged_at_ms.map(time::rfc3339))
-                            .push_unseparated("::timestamptz")
-                            .push_bind(r.score)
-                            .push_bind(&r.rules)
-                            .push_bind(&r.source_file)
-                            .push_bind(r.source_offset);
-                    });
-                    q.push(INSERT_TAIL);
-                    inserted += q.build().execute(&mut *tx).await?.rows_affected();
-                }
-                tx.commit().await?;
-            }
+                inserted
+            }};
         }
+        let inserted = match self {
+            Store::Sqlite(pool) => insert_all!(pool, ""),
+            Store::Postgres(pool) => insert_all!(pool, "::timestamptz"),
+        };
         Ok(inserted)
     }
 
