@@ -31,19 +31,16 @@ struct SourceCounts {
 }
 
 impl Metrics {
-    /// Counts one line of `source`: read, and parsed or not.
-    pub fn line(&self, source: &str, parsed: bool) {
+    /// Adds lines of `source`: how many were read, and of those how many were parsed or not.
+    pub fn lines(&self, source: &str, read: u64, parsed: u64, unparsed: u64) {
         let mut m = self.by_source.lock().unwrap_or_else(|p| p.into_inner());
         let c = match m.get_mut(source) {
             Some(c) => c,
             None => m.entry(source.to_owned()).or_default(),
         };
-        c.read += 1;
-        if parsed {
-            c.parsed += 1;
-        } else {
-            c.unparsed += 1;
-        }
+        c.read += read;
+        c.parsed += parsed;
+        c.unparsed += unparsed;
     }
 
     /// Counts a finding of `category`.

@@ -52,17 +52,27 @@ impl StoreStage<'_> {
         store_loop(self, spool, done_rx, checkpoints, stop).await
     }
 
+    fn count_run(&self, run: Option<(&PathBuf, [u64; 3])>) {
+        if let Some((path, [read, parsed, unparsed])) = run {
+            self.metrics.lines(&path.display().to_string(), read, parsed, unparsed);
+        }
+    }
+
     /// Counts a stored batch's lines, findings and decisions, and refreshes the gauges.
     fn count(&self, d: &Done, spool: &Spool, done_queue: usize) {
-        let mut path = None;
-        let mut source = String::new();
+        // Lines of one file come in runs; count a run at once.
+        let mut run: Option<(&PathBuf, [u64; 3])> = None;
         for (line, outcome) in d.lines.iter().zip(&d.outcomes) {
-            if path != Some(&line.path) {
-                path = Some(&line.path);
-                source = line.path.display().to_string();
+            if run.is_some_and(|(p, _)| p != &line.path) {
+                self.count_run(run.take());
             }
-            self.metrics
-                .line(&source, !matches!(outcome, Outcome::Unparsed(_) | Outcome::Skipped));
+            let (_, [read, parsed, unparsed]) = run.get_or_insert((&line.path, [0; 3]));
+            *read += 1;
+            if matches!(outcome, Outcome::Unparsed(_) | Outcome::Skipped) {
+                *unparsed += 1;
+            } else {
+                *parsed += 1;
+            }
             if let Outcome::Flagged(f) = outcome {
                 self.metrics.decision(f.decided_by);
                 for finding in &f.findings {
@@ -70,6 +80,7 @@ impl StoreStage<'_> {
                 }
             }
         }
+        self.count_run(run);
         self.metrics.gauge(
             "logsec_queue_batches",
             "Batches read and waiting for a worker.",

@@ -114,10 +114,8 @@ impl Worker {
 
     /// Analyses a batch of lines with the configured format; one outcome per line, in order.
     pub fn process(&mut self, lines: &[String]) -> (Vec<Outcome>, Errors) {
-        let format = std::mem::take(&mut self.settings.format);
-        let out = self.process_as(&format, lines);
-        self.settings.format = format;
-        out
+        let format = self.settings.format.clone();
+        self.process_as(&format, lines)
     }
 
     /// Analyses a batch of lines parsed by the parser named `format`.

@@ -72,7 +72,7 @@ impl LoadedPlugin {
 
     /// The same component with other settings, validated like a fresh load.
     pub fn reconfigured(&self, runtime: &Runtime, config: &str, generation: u64) -> Result<LoadedPlugin, LoadError> {
-        let (meta, memory) = validate(runtime, &self.pre, config, Some(self.meta.kind))?;
+        let (meta, _, memory) = validate(runtime, &self.pre, &|_| config.to_owned(), Some(self.meta.kind))?;
         Ok(LoadedPlugin {
             name: self.name.clone(),
             meta,
@@ -110,17 +110,7 @@ pub fn load(
         .map_err(|e| LoadError::Compile(first_line(&format!("{e:#}"))))?;
     let compile_time = started.elapsed();
     let pre = recognise(runtime, &component)?;
-
-    // metadata first, with a throwaway config; then validate with the real settings.
-    let mut probe =
-        Instance::instantiate(runtime, &pre, "loading".into()).map_err(|e| LoadError::Smoke(e.to_string()))?;
-    let meta = probe
-        .metadata(runtime.limits.setup_timeout)
-        .map_err(|e| LoadError::Metadata(e.to_string()))?;
-    drop(probe);
-    check_metadata(&meta, &pre)?;
-    let config = config_for(&meta);
-    let (meta, memory) = validate(runtime, &pre, &config, None)?;
+    let (meta, config, memory) = validate(runtime, &pre, config_for, None)?;
     Ok(LoadedPlugin {
         name: meta.name.as_str().into(),
         meta,
@@ -199,14 +189,15 @@ fn logsec_escape(s: &str) -> String {
         .to_string()
 }
 
-/// Instantiates, configures with `config` and makes one smoke call. Returns the metadata and the
-/// instance's memory afterwards.
+/// Instantiates once, reads `metadata()`, configures with the settings `config_for` gives for that
+/// metadata, and makes one smoke call. Returns the metadata, the settings, and the instance's memory
+/// afterwards.
 fn validate(
     runtime: &Runtime,
     pre: &PluginPre,
-    config: &str,
+    config_for: &dyn Fn(&Metadata) -> String,
     expect: Option<PluginKind>,
-) -> Result<(Metadata, usize), LoadError> {
+) -> Result<(Metadata, String, usize), LoadError> {
     let setup = runtime.limits.setup_timeout;
     let mut inst =
         Instance::instantiate(runtime, pre, "loading".into()).map_err(|e| LoadError::Smoke(e.to_string()))?;
@@ -215,7 +206,8 @@ fn validate(
     if expect.is_some_and(|k| k != meta.kind) {
         return Err(LoadError::Metadata("the plugin changed its kind".into()));
     }
-    match inst.configure(config, setup) {
+    let config = config_for(&meta);
+    match inst.configure(&config, setup) {
         Ok(Ok(())) => {}
         Ok(Err(msg)) => return Err(LoadError::Configure(first_line(&msg))),
         Err(e) => return Err(LoadError::Configure(e.to_string())),
@@ -235,5 +227,5 @@ fn validate(
             .map(drop),
     };
     smoke.map_err(|e| LoadError::Smoke(e.to_string()))?;
-    Ok((meta, inst.memory_bytes()))
+    Ok((meta, config, inst.memory_bytes()))
 }

@@ -105,6 +105,8 @@ pub struct Tailer {
     files: Vec<Tracked>,
     max_line_bytes: usize,
     first_scan: bool,
+    /// Read buffer shared by every file, allocated once.
+    buf: Vec<u8>,
     /// What happened so far.
     pub stats: TailStats,
 }
@@ -117,6 +119,7 @@ impl Tailer {
             files: Vec::new(),
             max_line_bytes,
             first_scan: true,
+            buf: vec![0u8; READ_CHUNK],
             stats: TailStats::default(),
         }
     }
@@ -138,7 +141,14 @@ impl Tailer {
             }
             let before = out.len();
             let stats = &mut self.stats;
-            read_lines(&mut self.files[i], self.max_line_bytes, budget, out, stats)?;
+            read_lines(
+                &mut self.files[i],
+                &mut self.buf,
+                self.max_line_bytes,
+                budget,
+                out,
+                stats,
+            )?;
             let read = out.len() - before;
             budget -= read;
             let f = &mut self.files[i];
@@ -226,6 +236,7 @@ fn read_fingerprint(file: &mut File) -> io::Result<Option<Fingerprint>> {
 
 fn read_lines(
     f: &mut Tracked,
+    buf: &mut [u8],
     max_line_bytes: usize,
     budget: usize,
     out: &mut Vec<TailLine>,
@@ -252,10 +263,9 @@ fn read_lines(
     let fp = f.fp.expect("fingerprint set above");
     let mut pos = f.offset + f.partial.len() as u64 + f.skipped;
     f.file.seek(SeekFrom::Start(pos))?;
-    let mut buf = vec![0u8; READ_CHUNK];
     let mut emitted = 0;
     while emitted < budget {
-        let n = f.file.read(&mut buf)?;
+        let n = f.file.read(buf)?;
         if n == 0 {
             break;
         }
