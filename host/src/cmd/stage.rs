@@ -68,10 +68,11 @@ impl StoreStage<'_> {
             }
             let (_, [read, parsed, unparsed]) = run.get_or_insert((&line.path, [0; 3]));
             *read += 1;
-            if matches!(outcome, Outcome::Unparsed(_) | Outcome::Skipped) {
-                *unparsed += 1;
-            } else {
-                *parsed += 1;
+            match outcome {
+                Outcome::Unparsed(_) => *unparsed += 1,
+                // Blank lines and comments: read, nothing to parse.
+                Outcome::Skipped => {}
+                Outcome::Clean | Outcome::Allowed | Outcome::Flagged(_) => *parsed += 1,
             }
             if let Outcome::Flagged(f) = outcome {
                 self.metrics.decision(f.decided_by);
