@@ -21,6 +21,8 @@ pub struct LineReader<R> {
     pub truncated: u64,
     /// Lines that held bytes that were not UTF-8.
     pub invalid_utf8: u64,
+    /// Bytes of the stream consumed so far: after a line, the offset just past its newline.
+    pub offset: u64,
     buf: Vec<u8>,
 }
 
@@ -32,6 +34,7 @@ impl<R: BufRead> LineReader<R> {
             max_bytes,
             truncated: 0,
             invalid_utf8: 0,
+            offset: 0,
             buf: Vec::new(),
         }
     }
@@ -66,6 +69,7 @@ impl<R: BufRead> LineReader<R> {
             self.buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
             let consumed = done.unwrap_or(available.len());
             self.inner.consume(consumed);
+            self.offset += consumed as u64;
             if done.is_some() {
                 break;
             }

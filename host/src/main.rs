@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use logsec::cmd::{check, plugins, run as daemon};
+use logsec::cmd::{check, plugins, replay, run as daemon};
 use logsec::config::Config;
 use logsec::paths::{default_plugin_dir, default_rules};
 
@@ -53,6 +53,22 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run historical logs (plain or gzip) through the whole pipeline into the store, with the logs'
+    /// own timestamps. Lines stored before (same file content and offset) are not stored again.
+    Replay {
+        /// Configuration file (TOML) for the store, plugins and response settings [default: as for run].
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Parser [default: the first source's format in the configuration, else nginx].
+        #[arg(long)]
+        format: Option<String>,
+        /// Print each decision on stdout, as `logsec run` does.
+        #[arg(long)]
+        show_decisions: bool,
+        /// Log files, oldest first (the request cache follows the logs' time).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// List the plugins in a directory with kind, version and state.
     Plugins {
         /// Plugin directory [default: as for check].
@@ -70,6 +86,7 @@ fn main() -> ExitCode {
     init_logging(match cli.command {
         Command::Plugins { .. } => "error",
         Command::Run { .. } => "info",
+        Command::Replay { .. } => "warn",
         Command::Check { .. } => "warn",
     });
     match run(cli) {
@@ -115,6 +132,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             daemon::run(config)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay {
+            config,
+            format,
+            show_decisions,
+            files,
+        } => {
+            let config = match config {
+                Some(path) => Config::load(&path)?,
+                None => Config::default(),
+            };
+            let summary = replay::replay(config, &files, format, show_decisions)?;
+            eprint!("{}", summary.render());
+            Ok(if summary.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Plugins { plugins: dir, rules } => {
             let dir = dir.unwrap_or_else(default_plugin_dir);

@@ -63,6 +63,19 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// Lines read, parsed and unparsed over every source, and decisions made.
+    pub fn totals(&self) -> [u64; 4] {
+        let sources = self.by_source.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = [0u64; 4];
+        for c in sources.values() {
+            t[0] += c.read;
+            t[1] += c.parsed;
+            t[2] += c.unparsed;
+        }
+        t[3] = self.decisions.lock().unwrap_or_else(|p| p.into_inner()).values().sum();
+        t
+    }
+
     /// Sets the gauge `name` (with its help text).
     pub fn gauge(&self, name: &'static str, help: &'static str, value: u64) {
         self.gauges

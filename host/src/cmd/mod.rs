@@ -2,5 +2,6 @@
 
 pub mod check;
 pub mod plugins;
+pub mod replay;
 pub mod run;
 mod stage;

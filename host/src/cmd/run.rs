@@ -9,7 +9,9 @@
 //!   not stored, and the store's (file, offset) key drops what was stored already.
 //! - A batch the store refuses goes to the on-disk spool (`DATA_DIR/spool/`) and is replayed when
 //!   the store answers again; only when the spool cannot be written either is the batch retried with
-//!   backoff while reading waits. No row is dropped.
+//!   backoff while reading waits. No row is dropped. A store unreachable at start-up is the same
+//!   case: the daemon starts, spools, and connects when the store answers; a store URL that cannot
+//!   be right (unknown scheme, unparsable) stops the start-up instead.
 //! - SIGTERM and SIGINT stop the tailer, drain the workers, store what was read, write the
 //!   checkpoints, and exit 0.
 
@@ -22,27 +24,29 @@ use std::time::Duration;
 use anyhow::Context;
 use crossbeam_channel::bounded;
 
-use super::stage::{Queues, StoreStage, drain_spool};
+use super::stage::{Db, Queues, StoreStage, drain_spool};
 use crate::config::Config;
 use crate::lines::DEFAULT_MAX_LINE_BYTES;
 use crate::metrics::Metrics;
 use crate::paths::{default_plugin_dir, default_rules};
 use crate::pipeline::memory::{Allowlist, RequestCache};
-use crate::pipeline::{Outcome, Settings, Worker};
+use crate::pipeline::{Outcome, ParserChoice, Settings, Worker};
 use crate::runtime::{Limits, PluginConfigs, Registry, Runtime, watcher};
 use crate::store::Store;
 use crate::store::spool::Spool;
+use crate::tail::wake::Wake;
 use crate::tail::{Checkpoints, SourceSpec, TailLine, Tailer};
 
 /// Lines handed on per tailer poll (and per batch).
-const BATCH_LINES: usize = 512;
-/// Pause between polls when the files had nothing new.
-const IDLE_POLL: Duration = Duration::from_millis(100);
+pub(super) const BATCH_LINES: usize = 512;
+/// Longest pause between polls when the files had nothing new; a change in a watched log
+/// directory ends it at once (see `tail::wake`).
+const IDLE_POLL: Duration = Duration::from_millis(250);
 
 /// Lines of one source, in the order read.
 pub(super) struct Batch {
     pub(super) seq: u64,
-    pub(super) format: Arc<str>,
+    pub(super) parser: ParserChoice,
     pub(super) lines: Vec<TailLine>,
 }
 
@@ -67,62 +71,161 @@ pub fn default_config() -> Config {
     c
 }
 
+/// What `run` and `replay` share: the plugins and their watcher, the pipeline settings, where rows
+/// go, and the counters.
+pub(super) struct Agent {
+    pub(super) registry: Arc<Registry>,
+    pub(super) settings: Settings,
+    /// The parser of each `[[sources]]` entry, in order.
+    pub(super) parsers: Vec<ParserChoice>,
+    pub(super) workers: usize,
+    pub(super) data_dir: PathBuf,
+    pub(super) store_url: String,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) dry_run: bool,
+    _watcher: watcher::Watcher,
+}
+
+impl Agent {
+    /// Loads the plugins (and starts watching them) and checks everything the configuration names,
+    /// failing with a message that says what to fix.
+    pub(super) fn start(config: &Config) -> anyhow::Result<Agent> {
+        let data_dir = config.agent.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let plugin_dir = config.agent.plugin_dir.clone().unwrap_or_else(default_plugin_dir);
+        let rules_path = config.agent.rules.clone().unwrap_or_else(default_rules);
+        let rules = std::fs::read_to_string(&rules_path)
+            .with_context(|| format!("cannot read the rules file {}", rules_path.display()))?;
+
+        let mut configs = PluginConfigs {
+            rules: Some(rules),
+            ..Default::default()
+        };
+        let policy = serde_json::json!({
+            "block_at": config.response.block_at,
+            "ban_ttl_seconds": config.response.ban_ttl.0.as_secs(),
+        });
+        configs
+            .by_name
+            .insert(config.response.policy.clone(), policy.to_string());
+
+        let runtime = Runtime::new(Limits::default())?;
+        let registry = Registry::new(runtime, &plugin_dir, configs);
+        registry
+            .load_dir()
+            .with_context(|| format!("cannot read the plugin directory {}", plugin_dir.display()))?;
+        let watcher = watcher::watch(registry.clone(), Some(rules_path.clone()))?;
+        let set = registry.snapshot();
+        let names: Vec<String> = set
+            .plugins
+            .iter()
+            .map(|p| format!("{} ({})", p.name, p.kind()))
+            .collect();
+        tracing::info!(plugins = %names.join(", "), dir = %plugin_dir.display(), "plugins loaded");
+        if set.detectors().next().is_none() {
+            tracing::warn!("no detector is loaded yet: nothing is flagged until one is added to the plugin directory");
+        }
+
+        // Each source's parser, with its own settings when it has some: two sources may use one
+        // parser with different settings (two nginx log_format lines).
+        let mut parsers = Vec::new();
+        for (i, s) in config.sources.iter().enumerate() {
+            let settings = match &s.parser {
+                Some(table) => Some(Arc::<str>::from(serde_json::to_string(table)?)),
+                None => None,
+            };
+            match (set.parser(&s.format), &settings) {
+                (None, _) => tracing::warn!(
+                    source = %s.path, format = %s.format,
+                    "no parser of that name is loaded yet: the source's lines stay unparsed until one is added"
+                ),
+                (Some(p), Some(settings)) => {
+                    registry.variant(p, settings).map_err(|e| {
+                        anyhow::anyhow!(
+                            "sources[{i}] ({}): parser {} refused its settings: {e}",
+                            s.path,
+                            s.format
+                        )
+                    })?;
+                }
+                (Some(_), None) => {}
+            }
+            parsers.push(ParserChoice {
+                name: Arc::from(s.format.as_str()),
+                settings,
+            });
+        }
+
+        let workers = config
+            .agent
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let allowlist =
+            Allowlist::parse(&config.response.allowlist).map_err(|e| anyhow::anyhow!("response.allowlist: {e}"))?;
+        let settings = Settings {
+            escalate_at: config.agent.escalate_at,
+            policy: config.response.policy.clone(),
+            allowlist: Arc::new(allowlist),
+            cache: Some(Arc::new(RequestCache::new(config.cache.ttl.0))),
+            ..Default::default()
+        };
+        let store_url = config
+            .store
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("logsec.db").display()));
+        Store::check_url(&store_url)?;
+        Ok(Agent {
+            registry,
+            settings,
+            parsers,
+            workers,
+            data_dir,
+            store_url,
+            metrics: Arc::new(Metrics::default()),
+            dry_run: config.response.backend == "log",
+            _watcher: watcher,
+        })
+    }
+
+    /// Starts the workers: batches in, analysed batches out, until `batches` closes.
+    pub(super) fn spawn_workers(
+        &self,
+        batches: &crossbeam_channel::Receiver<Batch>,
+        done: &tokio::sync::mpsc::Sender<Done>,
+    ) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
+        let mut pool = Vec::new();
+        for i in 0..self.workers {
+            let rx = batches.clone();
+            let tx = done.clone();
+            let mut worker = Worker::new(self.registry.clone(), self.settings.clone());
+            pool.push(std::thread::Builder::new().name(format!("worker-{i}")).spawn(move || {
+                for b in rx {
+                    let texts: Vec<String> = b.lines.iter().map(|l| l.text.clone()).collect();
+                    let (outcomes, _errors) = worker.process_as(&b.parser, &texts);
+                    let done = Done {
+                        seq: b.seq,
+                        lines: b.lines,
+                        outcomes,
+                    };
+                    if tx.blocking_send(done).is_err() {
+                        break;
+                    }
+                }
+            })?);
+        }
+        Ok(pool)
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
     anyhow::ensure!(
         !config.sources.is_empty(),
         "the configuration has no [[sources]]: nothing to read"
     );
-    let data_dir = config.agent.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let plugin_dir = config.agent.plugin_dir.clone().unwrap_or_else(default_plugin_dir);
-    let rules_path = config.agent.rules.clone().unwrap_or_else(default_rules);
-    let rules = std::fs::read_to_string(&rules_path)
-        .with_context(|| format!("cannot read the rules file {}", rules_path.display()))?;
-
-    let mut configs = PluginConfigs {
-        rules: Some(rules),
-        ..Default::default()
-    };
-    for s in &config.sources {
-        if let Some(settings) = &s.parser {
-            configs
-                .by_name
-                .entry(s.format.clone())
-                .or_insert(serde_json::to_string(settings)?);
-        }
-    }
-    let policy = serde_json::json!({
-        "block_at": config.response.block_at,
-        "ban_ttl_seconds": config.response.ban_ttl.0.as_secs(),
-    });
-    configs
-        .by_name
-        .insert(config.response.policy.clone(), policy.to_string());
-
-    let runtime = Runtime::new(Limits::default())?;
-    let registry = Registry::new(runtime, &plugin_dir, configs);
-    registry
-        .load_dir()
-        .with_context(|| format!("cannot read the plugin directory {}", plugin_dir.display()))?;
-    let _watcher = watcher::watch(registry.clone(), Some(rules_path.clone()))?;
-    let set = registry.snapshot();
-    let names: Vec<String> = set
-        .plugins
-        .iter()
-        .map(|p| format!("{} ({})", p.name, p.kind()))
-        .collect();
-    tracing::info!(plugins = %names.join(", "), dir = %plugin_dir.display(), "plugins loaded");
-    if set.detectors().next().is_none() {
-        tracing::warn!("no detector is loaded yet: nothing is flagged until one is added to the plugin directory");
-    }
-
-    let store_url = config
-        .store
-        .url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("logsec.db").display()));
-    let checkpoints = Arc::new(Mutex::new(Checkpoints::load(&data_dir)?));
+    let agent = Agent::start(&config)?;
+    let checkpoints = Arc::new(Mutex::new(Checkpoints::load(&agent.data_dir)?));
     let specs: Vec<SourceSpec> = config
         .sources
         .iter()
@@ -131,83 +234,42 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             read_from: s.read_from.into(),
         })
         .collect();
-    let formats: Vec<Arc<str>> = config.sources.iter().map(|s| Arc::from(s.format.as_str())).collect();
-    let workers = config
-        .agent
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let allowlist =
-        Allowlist::parse(&config.response.allowlist).map_err(|e| anyhow::anyhow!("response.allowlist: {e}"))?;
-    let settings = Settings {
-        escalate_at: config.agent.escalate_at,
-        policy: config.response.policy.clone(),
-        allowlist: Arc::new(allowlist),
-        cache: Some(Arc::new(RequestCache::new(config.cache.ttl.0))),
-        ..Default::default()
-    };
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let store = rt.block_on(Store::connect(&store_url))?;
-    let mut spool = Spool::open(&data_dir)?;
-    rt.block_on(drain_spool(&mut spool, &store));
-    let metrics = Arc::new(Metrics::default());
+    let mut db = rt.block_on(Db::open(&agent.store_url));
+    let mut spool = Spool::open(&agent.data_dir)?;
+    rt.block_on(drain_spool(&mut spool, &mut db));
     if !config.http.listen.is_empty() {
         rt.block_on(crate::http::serve(
             &config.http.listen,
-            metrics.clone(),
-            registry.clone(),
+            agent.metrics.clone(),
+            agent.registry.clone(),
         ))?;
     }
-    tracing::info!(store = %crate::store::redact(&store_url), backend = %config.response.backend, "logsec running");
+    tracing::info!(store = %crate::store::redact(&agent.store_url), backend = %config.response.backend, "logsec running");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (batch_tx, batch_rx) = bounded::<Batch>(workers * 2);
-    let (done_tx, done_rx) = tokio::sync::mpsc::channel::<Done>(workers * 2);
+    let (batch_tx, batch_rx) = bounded::<Batch>(agent.workers * 2);
+    let (done_tx, done_rx) = tokio::sync::mpsc::channel::<Done>(agent.workers * 2);
 
     let tailer = {
         let (stop, checkpoints) = (stop.clone(), checkpoints.clone());
+        let parsers = agent.parsers.clone();
         std::thread::Builder::new()
             .name("tail".into())
-            .spawn(move || tail_loop(specs, formats, checkpoints, batch_tx, stop))?
+            .spawn(move || tail_loop(specs, parsers, checkpoints, batch_tx, stop))?
     };
-    let mut pool = Vec::new();
-    for i in 0..workers {
-        let rx = batch_rx.clone();
-        let tx = done_tx.clone();
-        let mut worker = Worker::new(registry.clone(), settings.clone());
-        pool.push(std::thread::Builder::new().name(format!("worker-{i}")).spawn(move || {
-            for b in rx {
-                let texts: Vec<String> = b.lines.iter().map(|l| l.text.clone()).collect();
-                let (outcomes, _errors) = worker.process_as(&b.format, &texts);
-                if tx
-                    .blocking_send(Done {
-                        seq: b.seq,
-                        lines: b.lines,
-                        outcomes,
-                    })
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        })?);
-    }
+    let pool = agent.spawn_workers(&batch_rx, &done_tx)?;
     drop(done_tx);
-    let queue = Queues {
-        batches: batch_rx.clone(),
-    };
-    drop(batch_rx);
-
-    let dry_run = config.response.backend == "log";
     let stage = StoreStage {
-        store: &store,
-        metrics: &metrics,
-        queue,
-        dry_run,
+        metrics: &agent.metrics,
+        queue: Queues { batches: batch_rx },
+        dry_run: agent.dry_run,
         log_time: false,
+        announce: true,
     };
-    rt.block_on(stage.run(&mut spool, done_rx, &checkpoints, &stop))?;
-    rt.block_on(drain_spool(&mut spool, &store));
+    rt.block_on(stage.run(&mut db, &mut spool, done_rx, Some(&checkpoints), &stop))?;
+    rt.block_on(drain_spool(&mut spool, &mut db));
     tailer
         .join()
         .map_err(|_| anyhow::anyhow!("the tailer thread panicked"))??;
@@ -215,18 +277,19 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         w.join().map_err(|_| anyhow::anyhow!("a worker thread panicked"))?;
     }
     checkpoints.lock().unwrap_or_else(|p| p.into_inner()).flush()?;
-    rt.block_on(store.close());
+    rt.block_on(db.close());
     tracing::info!("logsec stopped");
     Ok(())
 }
 
 fn tail_loop(
     specs: Vec<SourceSpec>,
-    formats: Vec<Arc<str>>,
+    parsers: Vec<ParserChoice>,
     checkpoints: Arc<Mutex<Checkpoints>>,
     tx: crossbeam_channel::Sender<Batch>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
+    let wake = Wake::watch(specs.iter().map(|s| s.pattern.as_str()));
     let mut tailer = Tailer::new(specs, DEFAULT_MAX_LINE_BYTES);
     let mut seq = 0;
     let mut lines = Vec::with_capacity(BATCH_LINES);
@@ -239,7 +302,7 @@ fn tail_loop(
             }
         }
         if lines.is_empty() {
-            std::thread::sleep(IDLE_POLL);
+            wake.wait(IDLE_POLL);
             continue;
         }
         // One batch per source, since sources may use different parsers.
@@ -251,7 +314,7 @@ fn tail_loop(
             if tx
                 .send(Batch {
                     seq,
-                    format: formats[source].clone(),
+                    parser: parsers[source].clone(),
                     lines,
                 })
                 .is_err()

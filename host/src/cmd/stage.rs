@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Flagged, Outcome};
 use crate::runtime::bindings::ActionKind;
 use crate::store::spool::Spool;
-use crate::store::{Row, Store, time};
+use crate::store::{Row, Store, redact, time};
 use crate::tail::{Checkpoints, Fingerprint, TailLine};
 
 /// How often checkpoints are written while lines flow.
@@ -31,25 +31,95 @@ pub(super) struct Queues {
     pub(super) batches: crossbeam_channel::Receiver<Batch>,
 }
 
+/// The store, connected when it answers: a store unreachable at start-up does not stop the daemon;
+/// rows are spooled until it answers.
+pub(super) struct Db {
+    url: String,
+    store: Option<Store>,
+    last_attempt: Instant,
+    failed_attempts: u32,
+}
+
+impl Db {
+    /// Connects to `url`, or notes that the store is unreachable for now.
+    pub(super) async fn open(url: &str) -> Db {
+        let mut db = Db {
+            url: url.to_owned(),
+            store: None,
+            last_attempt: Instant::now(),
+            failed_attempts: 0,
+        };
+        db.connect().await;
+        db
+    }
+
+    async fn connect(&mut self) {
+        self.last_attempt = Instant::now();
+        match Store::connect(&self.url).await {
+            Ok(s) => {
+                tracing::info!(store = %redact(&self.url), "store connected");
+                self.store = Some(s);
+                self.failed_attempts = 0;
+            }
+            Err(e) => {
+                // Said at once, then once a minute while it lasts.
+                if self.failed_attempts.is_multiple_of(12) {
+                    tracing::warn!(
+                        store = %redact(&self.url), error = %format!("{e:#}"),
+                        "the store is unreachable; rows are spooled to disk until it answers"
+                    );
+                }
+                self.failed_attempts += 1;
+            }
+        }
+    }
+
+    /// The store, trying to connect again when it was unreachable for [`SPOOL_RETRY`].
+    pub(super) async fn get(&mut self) -> Option<&Store> {
+        if self.store.is_none() && self.last_attempt.elapsed() >= SPOOL_RETRY {
+            self.connect().await;
+        }
+        self.store.as_ref()
+    }
+
+    /// Inserts `rows` (see [`Store::insert`]).
+    pub(super) async fn insert(&mut self, rows: &[Row]) -> anyhow::Result<u64> {
+        match self.get().await {
+            Some(store) => store.insert(rows).await,
+            None => anyhow::bail!("the store {} is not connected", redact(&self.url)),
+        }
+    }
+
+    pub(super) async fn close(&self) {
+        if let Some(s) = &self.store {
+            s.close().await;
+        }
+    }
+}
+
 /// The last stage: stores batches in order, counts, checkpoints.
 pub(super) struct StoreStage<'a> {
-    pub(super) store: &'a Store,
     pub(super) metrics: &'a Metrics,
     pub(super) queue: Queues,
     pub(super) dry_run: bool,
     /// Store the requests' own log time as `created_at` (replay) instead of now.
     pub(super) log_time: bool,
+    /// Print each decision on stdout.
+    pub(super) announce: bool,
 }
 
 impl StoreStage<'_> {
+    /// Stores what `done_rx` brings until it closes; moves `checkpoints` (when given) past what
+    /// was stored.
     pub(super) async fn run(
         &self,
+        db: &mut Db,
         spool: &mut Spool,
         done_rx: tokio::sync::mpsc::Receiver<Done>,
-        checkpoints: &Mutex<Checkpoints>,
+        checkpoints: Option<&Mutex<Checkpoints>>,
         stop: &AtomicBool,
     ) -> anyhow::Result<()> {
-        store_loop(self, spool, done_rx, checkpoints, stop).await
+        store_loop(self, db, spool, done_rx, checkpoints, stop).await
     }
 
     fn count_run(&self, run: Option<(&PathBuf, [u64; 3])>) {
@@ -59,7 +129,7 @@ impl StoreStage<'_> {
     }
 
     /// Counts a stored batch's lines, findings and decisions, and refreshes the gauges.
-    fn count(&self, d: &Done, spool: &Spool, done_queue: usize) {
+    fn count(&self, d: &Done) {
         // Lines of one file come in runs; count a run at once.
         let mut run: Option<(&PathBuf, [u64; 3])> = None;
         for (line, outcome) in d.lines.iter().zip(&d.outcomes) {
@@ -82,6 +152,10 @@ impl StoreStage<'_> {
             }
         }
         self.count_run(run);
+    }
+
+    /// Refreshes the queue and spool gauges.
+    fn gauges(&self, spool: &Spool, done_queue: usize) {
         self.metrics.gauge(
             "logsec_queue_batches",
             "Batches read and waiting for a worker.",
@@ -102,12 +176,13 @@ impl StoreStage<'_> {
 
 async fn store_loop(
     stage: &StoreStage<'_>,
+    db: &mut Db,
     spool: &mut Spool,
     mut done_rx: tokio::sync::mpsc::Receiver<Done>,
-    checkpoints: &Mutex<Checkpoints>,
+    checkpoints: Option<&Mutex<Checkpoints>>,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let (store, dry_run) = (stage.store, stage.dry_run);
+    let dry_run = stage.dry_run;
     let mut pending: HashMap<u64, Done> = HashMap::new();
     let mut next = 0u64;
     let mut last_flush = Instant::now();
@@ -116,7 +191,11 @@ async fn store_loop(
     loop {
         let done = tokio::select! {
             d = done_rx.recv() => d,
-            _ = spool_retry.tick() => { drain_spool(spool, store).await; continue; }
+            _ = spool_retry.tick() => {
+                drain_spool(spool, db).await;
+                stage.gauges(spool, done_rx.len());
+                continue;
+            }
             _ = terminate.recv() => { stop_reading(stop, "SIGTERM"); continue; }
             _ = tokio::signal::ctrl_c() => { stop_reading(stop, "SIGINT"); continue; }
         };
@@ -124,9 +203,9 @@ async fn store_loop(
         pending.insert(done.seq, done);
         while let Some(d) = pending.remove(&next) {
             next += 1;
-            let rows = rows_of(&d, dry_run, stage.log_time);
-            stage.count(&d, spool, done_rx.len());
-            match store.insert(&rows).await {
+            let rows = rows_of(&d, dry_run, stage.log_time, stage.announce);
+            stage.count(&d);
+            match db.insert(&rows).await {
                 Ok(n) => {
                     stage.metrics.rows_stored.fetch_add(n, Ordering::Relaxed);
                 }
@@ -134,10 +213,11 @@ async fn store_loop(
                     tracing::warn!(error = %format!("{e:#}"), rows = rows.len(), "the store refused a batch; spooling it");
                     if let Err(e) = spool.push(&rows) {
                         tracing::error!(error = %format!("{e:#}"), "cannot spool either; retrying the store");
-                        store_with_retry(store, &rows, stop).await;
+                        store_with_retry(db, &rows, stop).await;
                     }
                 }
             }
+            let Some(checkpoints) = checkpoints else { continue };
             let mut c = checkpoints.lock().unwrap_or_else(|p| p.into_inner());
             let mut ends: HashMap<Fingerprint, (&PathBuf, u64)> = HashMap::new();
             for l in &d.lines {
@@ -146,6 +226,7 @@ async fn store_loop(
             for (fp, (path, offset)) in ends {
                 c.set(fp, path, offset);
             }
+            stage.gauges(spool, done_rx.len());
             if last_flush.elapsed() >= CHECKPOINT_EVERY {
                 if let Err(e) = c.flush() {
                     tracing::warn!(error = %e, "cannot write the checkpoints");
@@ -158,10 +239,11 @@ async fn store_loop(
 }
 
 /// Offers spooled batches to the store; what it refuses stays spooled.
-pub(super) async fn drain_spool(spool: &mut Spool, store: &Store) {
+pub(super) async fn drain_spool(spool: &mut Spool, db: &mut Db) {
     if spool.pending() == 0 {
         return;
     }
+    let Some(store) = db.get().await else { return };
     match spool.drain(store).await {
         Ok(rows) => tracing::info!(rows, "spooled rows written to the store"),
         Err(e) => {
@@ -176,10 +258,10 @@ pub(super) fn stop_reading(stop: &AtomicBool, why: &str) {
     }
 }
 
-async fn store_with_retry(store: &Store, rows: &[Row], stop: &AtomicBool) {
+async fn store_with_retry(db: &mut Db, rows: &[Row], stop: &AtomicBool) {
     let mut wait = Duration::from_millis(200);
     loop {
-        match store.insert(rows).await {
+        match db.insert(rows).await {
             Ok(_) => return,
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), rows = rows.len(), retry_in_ms = wait.as_millis() as u64, "storing failed; retrying");
@@ -197,14 +279,16 @@ async fn store_with_retry(store: &Store, rows: &[Row], stop: &AtomicBool) {
     }
 }
 
-fn rows_of(d: &Done, dry_run: bool, log_time: bool) -> Vec<Row> {
+fn rows_of(d: &Done, dry_run: bool, log_time: bool, show: bool) -> Vec<Row> {
     let now = time::now_ms();
     d.lines
         .iter()
         .zip(&d.outcomes)
         .filter_map(|(line, outcome)| match outcome {
             Outcome::Flagged(f) => {
-                announce(f, dry_run);
+                if show {
+                    announce(f, dry_run);
+                }
                 let created = if log_time {
                     f.request.timestamp_ms.unwrap_or(now)
                 } else {

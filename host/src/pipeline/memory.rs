@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Most addresses the cache holds (about 64 bytes each).
 pub const MAX_CACHED: usize = 1_000_000;
@@ -102,16 +102,17 @@ pub struct Verdict {
     pub threat_type: String,
 }
 
-/// Addresses decided malicious, each until its time to live runs out.
+/// Addresses decided malicious, each until its time to live runs out. Time is Unix milliseconds
+/// given by the caller: the wall clock while tailing, the logs' own time in a replay.
 pub struct RequestCache {
-    ttl: Duration,
-    map: Mutex<HashMap<IpAddr, (Instant, Verdict)>>,
+    ttl_ms: i64,
+    map: Mutex<HashMap<IpAddr, (i64, Verdict)>>,
 }
 
 impl std::fmt::Debug for RequestCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequestCache")
-            .field("ttl", &self.ttl)
+            .field("ttl_ms", &self.ttl_ms)
             .field("addresses", &self.len())
             .finish()
     }
@@ -121,35 +122,32 @@ impl RequestCache {
     /// A cache keeping verdicts for `ttl`.
     pub fn new(ttl: Duration) -> RequestCache {
         RequestCache {
-            ttl,
+            ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
             map: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The live verdict for `ip`, if any.
-    pub fn get(&self, ip: &str) -> Option<Verdict> {
+    /// The verdict for `ip` live at `now` (Unix ms), if any.
+    pub fn get(&self, ip: &str, now: i64) -> Option<Verdict> {
         let ip = canonical(ip)?;
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&ip)
-            .filter(|(until, _)| *until > Instant::now())
-            .map(|(_, v)| v.clone())
+        map.get(&ip).filter(|(until, _)| *until > now).map(|(_, v)| v.clone())
     }
 
-    /// Remembers that `ip` was decided malicious.
-    pub fn insert(&self, ip: &str, verdict: Verdict) {
+    /// Remembers that `ip` was decided malicious at `now` (Unix ms).
+    pub fn insert(&self, ip: &str, verdict: Verdict, now: i64) {
         let Some(ip) = canonical(ip) else { return };
-        let now = Instant::now();
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_CACHED && !map.contains_key(&ip) {
             map.retain(|_, (until, _)| *until > now);
             if map.len() >= MAX_CACHED {
-                let mut expiries: Vec<Instant> = map.values().map(|(u, _)| *u).collect();
+                let mut expiries: Vec<i64> = map.values().map(|(u, _)| *u).collect();
                 let mid = expiries.len() / 2;
                 let cutoff = *expiries.select_nth_unstable(mid).1;
                 map.retain(|_, (until, _)| *until > cutoff);
             }
         }
-        map.insert(ip, (now + self.ttl, verdict));
+        map.insert(ip, (now.saturating_add(self.ttl_ms), verdict));
     }
 
     /// Addresses held (live or not yet evicted).
@@ -192,10 +190,10 @@ mod tests {
             score: 9,
             threat_type: "sqli".into(),
         };
-        c.insert("203.0.113.5", v.clone());
-        assert_eq!(c.get("::ffff:203.0.113.5"), Some(v));
-        assert_eq!(c.get("203.0.113.6"), None);
-        std::thread::sleep(Duration::from_millis(80));
-        assert_eq!(c.get("203.0.113.5"), None);
+        let t0 = 1_764_000_000_000;
+        c.insert("203.0.113.5", v.clone(), t0);
+        assert_eq!(c.get("::ffff:203.0.113.5", t0 + 49), Some(v));
+        assert_eq!(c.get("203.0.113.6", t0), None);
+        assert_eq!(c.get("203.0.113.5", t0 + 50), None);
     }
 }

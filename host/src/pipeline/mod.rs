@@ -35,6 +35,8 @@ pub struct Settings {
     pub allowlist: Arc<Allowlist>,
     /// Addresses decided malicious recently; `None` analyses every request afresh (`logsec check`).
     pub cache: Option<Arc<RequestCache>>,
+    /// The cache's clock is the requests' own log time (replay) instead of the wall clock.
+    pub log_clock: bool,
 }
 
 impl Default for Settings {
@@ -45,6 +47,26 @@ impl Default for Settings {
             policy: "threshold".into(),
             allowlist: Arc::default(),
             cache: None,
+            log_clock: false,
+        }
+    }
+}
+
+/// Which parser reads a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParserChoice {
+    /// A loaded parser's name (a source's `format`).
+    pub name: Arc<str>,
+    /// The source's own settings for it (JSON), replacing the plugin's; `None` uses the plugin's.
+    pub settings: Option<Arc<str>>,
+}
+
+impl ParserChoice {
+    /// The parser `name` with its own settings.
+    pub fn named(name: &str) -> ParserChoice {
+        ParserChoice {
+            name: name.into(),
+            settings: None,
         }
     }
 }
@@ -114,30 +136,48 @@ impl Worker {
 
     /// Analyses a batch of lines with the configured format; one outcome per line, in order.
     pub fn process(&mut self, lines: &[String]) -> (Vec<Outcome>, Errors) {
-        let format = self.settings.format.clone();
-        self.process_as(&format, lines)
+        let parser = ParserChoice::named(&self.settings.format);
+        self.process_as(&parser, lines)
     }
 
-    /// Analyses a batch of lines parsed by the parser named `format`.
-    pub fn process_as(&mut self, format: &str, lines: &[String]) -> (Vec<Outcome>, Errors) {
+    /// Analyses a batch of lines read by `parser`.
+    pub fn process_as(&mut self, parser: &ParserChoice, lines: &[String]) -> (Vec<Outcome>, Errors) {
         let set = self.registry.snapshot();
         self.slots.refresh(&set);
         let runtime = self.registry.runtime().clone();
         let mut errors = Errors::default();
 
-        let Some(parser) = set.parser(format) else {
-            let why = format!("no parser named {format:?} is loaded");
-            return (lines.iter().map(|_| Outcome::Unparsed(why.clone())).collect(), errors);
+        let unparsed = |why: String| lines.iter().map(|_| Outcome::Unparsed(why.clone())).collect();
+        let Some(loaded) = set.parser(&parser.name) else {
+            return (unparsed(format!("no parser named {:?} is loaded", parser.name)), errors);
         };
+        let loaded = match &parser.settings {
+            None => loaded.clone(),
+            Some(settings) => match self.registry.variant(loaded, settings) {
+                Ok(v) => v,
+                Err(e) => {
+                    return (
+                        unparsed(format!("parser {} refused this source's settings: {e}", parser.name)),
+                        errors,
+                    );
+                }
+            },
+        };
+        let parser = &loaded;
         let parsed = self.slots.call(&runtime, parser, lines, Instance::parse_batch);
 
+        let wall = crate::store::time::now_ms();
+        let now = |r: &Request| match (self.settings.log_clock, r.timestamp_ms) {
+            (true, Some(t)) => t,
+            _ => wall,
+        };
         let mut outcomes = Vec::with_capacity(lines.len());
         let mut requests = Vec::new();
         let mut request_line = Vec::new();
         for (i, result) in parsed.into_iter().enumerate() {
             outcomes.push(match result {
                 Ok(ParseResult::Request(r)) if self.settings.allowlist.contains(&r.ip) => Outcome::Allowed,
-                Ok(ParseResult::Request(r)) => match self.settings.cache.as_ref().and_then(|c| c.get(&r.ip)) {
+                Ok(ParseResult::Request(r)) => match self.settings.cache.as_ref().and_then(|c| c.get(&r.ip, now(&r))) {
                     Some(verdict) => cached(r, verdict),
                     None => {
                         requests.push(r);
@@ -210,7 +250,7 @@ impl Worker {
                     score: assessment.score,
                     threat_type: top.map(|f| f.category.clone()).unwrap_or_default(),
                 };
-                cache.insert(&assessment.request.ip, verdict);
+                cache.insert(&assessment.request.ip, verdict, now(&assessment.request));
             }
             outcomes[request_line[i]] = Outcome::Flagged(Box::new(Flagged {
                 request: assessment.request,

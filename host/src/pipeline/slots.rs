@@ -17,7 +17,8 @@ use crate::runtime::{CallError, Instance, LoadedPlugin, PluginSet, Runtime};
 /// Warm instances of one worker.
 #[derive(Default)]
 pub struct Slots {
-    slots: HashMap<PathBuf, Slot>,
+    /// By plugin file and variant.
+    slots: HashMap<(PathBuf, u64), Slot>,
 }
 
 struct Slot {
@@ -28,7 +29,7 @@ struct Slot {
 impl Slots {
     /// Drops instances of plugins that are gone or were replaced in `set`.
     pub fn refresh(&mut self, set: &PluginSet) {
-        self.slots.retain(|path, slot| {
+        self.slots.retain(|(path, _), slot| {
             set.plugins
                 .iter()
                 .any(|p| &p.path == path && p.generation == slot.generation)
@@ -72,7 +73,7 @@ impl Slots {
                 out.extend(values.into_iter().map(Ok));
             }
             Err(e) => {
-                self.slots.remove(&plugin.path);
+                self.slots.remove(&(plugin.path.clone(), plugin.variant));
                 if let Some(backoff) = plugin.health.failure(&e) {
                     tracing::warn!(plugin = %plugin.name, error = %e, backoff_s = backoff.as_secs_f64(), "plugin quarantined");
                 } else {
@@ -90,10 +91,13 @@ impl Slots {
     }
 
     fn instance(&mut self, runtime: &Runtime, plugin: &Arc<LoadedPlugin>) -> Result<&mut Instance, CallError> {
-        let slot = self.slots.entry(plugin.path.clone()).or_insert_with(|| Slot {
-            generation: plugin.generation,
-            instance: None,
-        });
+        let slot = self
+            .slots
+            .entry((plugin.path.clone(), plugin.variant))
+            .or_insert_with(|| Slot {
+                generation: plugin.generation,
+                instance: None,
+            });
         if slot.generation != plugin.generation || slot.instance.as_ref().is_some_and(Instance::is_poisoned) {
             slot.generation = plugin.generation;
             slot.instance = None;

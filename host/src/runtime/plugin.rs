@@ -48,8 +48,11 @@ pub struct LoadedPlugin {
     /// Linear memory of the smoke-test instance after configure and one call.
     pub instance_memory_bytes: usize,
     pub(crate) pre: PluginPre,
-    /// Call statistics and quarantine state.
-    pub health: Health,
+    /// Call statistics and quarantine state, shared by the plugin's variants.
+    pub health: Arc<Health>,
+    /// 0 for the plugin as loaded; another number for a variant with a source's own settings
+    /// (see [`LoadedPlugin::variant`]).
+    pub variant: u64,
 }
 
 impl LoadedPlugin {
@@ -83,8 +86,18 @@ impl LoadedPlugin {
             compile_time: Duration::ZERO,
             instance_memory_bytes: memory,
             pre: self.pre.clone(),
-            health: Health::default(),
+            health: Arc::default(),
+            variant: 0,
         })
+    }
+
+    /// This version with other settings (a source's own parser settings): same generation, same
+    /// health, its own warm instances (`id` tells them apart). Validated like a fresh load.
+    pub fn variant(&self, runtime: &Runtime, config: &str, id: u64) -> Result<LoadedPlugin, LoadError> {
+        let mut v = self.reconfigured(runtime, config, self.generation)?;
+        v.health = self.health.clone();
+        v.variant = id;
+        Ok(v)
     }
 }
 
@@ -121,7 +134,8 @@ pub fn load(
         compile_time,
         instance_memory_bytes: memory,
         pre,
-        health: Health::default(),
+        health: Arc::default(),
+        variant: 0,
     })
 }
 

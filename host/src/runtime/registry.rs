@@ -9,7 +9,7 @@
 //! - Settings changes (the rules file) build new versions from the same compiled components and swap
 //!   them in only when `configure` accepts the new settings.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -116,7 +116,12 @@ pub struct Registry {
     generation: AtomicU64,
     /// Serialises loads so two events for one file cannot race.
     loading: Mutex<()>,
+    /// Plugins with a source's own settings, by file, generation and settings; refusals are kept
+    /// too so refused settings are not validated again for every batch.
+    variants: Mutex<Variants>,
 }
+
+type Variants = HashMap<(PathBuf, u64, Arc<str>), Result<Arc<LoadedPlugin>, LoadError>>;
 
 impl Registry {
     /// An empty registry for `dir`; call [`Registry::load_dir`] to fill it.
@@ -129,6 +134,7 @@ impl Registry {
             configs: Mutex::new(configs),
             generation: AtomicU64::new(1),
             loading: Mutex::new(()),
+            variants: Mutex::default(),
         })
     }
 
@@ -232,6 +238,32 @@ impl Registry {
             },
         );
         ReloadOutcome::Loaded { name, generation }
+    }
+
+    /// `plugin` configured with `settings` instead of its own (a source's parser settings): built and
+    /// validated once per plugin version, then shared by every worker.
+    pub fn variant(&self, plugin: &Arc<LoadedPlugin>, settings: &str) -> Result<Arc<LoadedPlugin>, LoadError> {
+        if *plugin.config == *settings {
+            return Ok(plugin.clone());
+        }
+        let key = (plugin.path.clone(), plugin.generation, Arc::<str>::from(settings));
+        let mut variants = self.variants.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = variants.get(&key) {
+            return v.clone();
+        }
+        let set = self.snapshot();
+        variants.retain(|(path, generation, _), _| {
+            set.plugins
+                .iter()
+                .any(|p| &p.path == path && p.generation == *generation)
+        });
+        let id = self.generation.fetch_add(1, Ordering::Relaxed);
+        let built = plugin.variant(&self.runtime, settings, id).map(Arc::new);
+        if let Err(e) = &built {
+            tracing::error!(plugin = %plugin.name, error = %e, "a source's parser settings were refused");
+        }
+        variants.insert(key, built.clone());
+        built
     }
 
     /// Replaces the plugins' settings; plugins whose settings change are reconfigured and swapped in

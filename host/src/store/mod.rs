@@ -71,6 +71,22 @@ pub enum Store {
 }
 
 impl Store {
+    /// Checks that `url` names a store logsec can use, without connecting: a wrong URL is a
+    /// configuration error to report at start-up, an unreachable store is an outage to wait out.
+    pub fn check_url(url: &str) -> anyhow::Result<()> {
+        if url.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(url).with_context(|| format!("invalid store url {}", redact(url)))?;
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            PgConnectOptions::from_str(url).with_context(|| format!("invalid store url {}", redact(url)))?;
+        } else {
+            anyhow::bail!(
+                "store url must start with sqlite:// or postgres://, got {}",
+                redact(url)
+            )
+        }
+        Ok(())
+    }
+
     /// Connects to `url` and applies the migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Store> {
         if url.starts_with("sqlite:") {

@@ -4,8 +4,11 @@
 //! - Files are tracked by device and inode while open and known by their [`Fingerprint`] across
 //!   runs. A file renamed away (rename + create rotation) is read to its end before it is let go;
 //!   the new file at the old path is a new file and is read from its start.
-//! - A file that shrinks below the read position was truncated (copytruncate): reading restarts at
-//!   0. The copy the rotation made has the fingerprint of a file already read and is ignored.
+//! - A file that shrinks below the read position, or whose first line changed, was truncated
+//!   (copytruncate): reading restarts at 0. The copy the rotation made has the old fingerprint: while
+//!   the original is followed it is ignored; found later (a glob that matches it), it is read from
+//!   where reading of the original stopped, which recovers the lines written between the last read
+//!   and the truncation and repeats none.
 //! - `read_from` applies to files present at the first scan only; files appearing later are new
 //!   logs (rotation) and are read from the beginning.
 //! - Every line carries its file's fingerprint and the offset just past it: the key that lets the
@@ -15,6 +18,7 @@
 
 pub mod checkpoint;
 pub mod fingerprint;
+pub mod wake;
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -28,6 +32,8 @@ use crate::lines::to_text;
 
 /// Polls without new data after which a file that no longer matches its source is let go.
 pub const IDLE_POLLS_BEFORE_RELEASE: u32 = 8;
+/// Truncated files whose read position is remembered for their copies.
+const MAX_RETIRED: usize = 64;
 /// Bytes read from one file per read call.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -107,6 +113,8 @@ pub struct Tailer {
     first_scan: bool,
     /// Read buffer shared by every file, allocated once.
     buf: Vec<u8>,
+    /// Fingerprints of files truncated while followed, with how far they had been read.
+    retired: Vec<(Fingerprint, u64)>,
     /// What happened so far.
     pub stats: TailStats,
 }
@@ -120,6 +128,7 @@ impl Tailer {
             max_line_bytes,
             first_scan: true,
             buf: vec![0u8; READ_CHUNK],
+            retired: Vec::new(),
             stats: TailStats::default(),
         }
     }
@@ -148,6 +157,7 @@ impl Tailer {
                 budget,
                 out,
                 stats,
+                &mut self.retired,
             )?;
             let read = out.len() - before;
             budget -= read;
@@ -194,12 +204,17 @@ impl Tailer {
                     // A copy of a file being followed (copytruncate's rotated copy): already read.
                     continue;
                 }
-                let offset = match checkpoints.get(fp) {
+                let mut offset = match checkpoints.get(fp) {
                     Some(p) if p.offset <= meta.len() => p.offset,
                     Some(_) => 0,
                     None if self.first_scan && spec.read_from == ReadFrom::End => meta.len(),
                     None => 0,
                 };
+                if let Some((_, read)) = self.retired.iter().find(|(r, _)| *r == fp)
+                    && *read <= meta.len()
+                {
+                    offset = offset.max(*read);
+                }
                 tracing::info!(file = %path.display(), fingerprint = %fp, offset, "following file");
                 self.stats.files_opened += 1;
                 self.files.push(Tracked {
@@ -241,14 +256,23 @@ fn read_lines(
     budget: usize,
     out: &mut Vec<TailLine>,
     stats: &mut TailStats,
+    retired: &mut Vec<(Fingerprint, u64)>,
 ) -> io::Result<()> {
     let size = f.file.metadata()?.len();
     let position = f.offset + f.partial.len() as u64 + f.skipped;
     // Shrunk below the position, or truncated and refilled between two polls (its first line changed).
-    let rewritten = f.fp.is_some() && position > 0 && read_fingerprint(&mut f.file)? != f.fp;
+    // Checked at position 0 too: a file replaced before any of it was read must not be read under
+    // the old content's fingerprint.
+    let rewritten = f.fp.is_some() && read_fingerprint(&mut f.file)? != f.fp;
     if size < position || rewritten {
         tracing::info!(file = %f.path.display(), size, position, "file truncated; reading from its start");
         stats.truncations += 1;
+        if let Some(old) = f.fp {
+            if retired.len() >= MAX_RETIRED {
+                retired.remove(0);
+            }
+            retired.push((old, f.offset));
+        }
         f.offset = 0;
         f.partial.clear();
         f.skipped = 0;

@@ -160,3 +160,44 @@ fn a_poll_hands_on_at_most_its_budget() {
     t.poll(&c, &mut out, 10).unwrap();
     assert_eq!(texts(&out), ["3", "4", "5"]);
 }
+
+#[test]
+fn a_file_replaced_before_it_was_read_gets_its_new_fingerprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    append(&log, &["old1", "old2"]);
+    let c = Checkpoints::load(dir.path()).unwrap();
+    let mut t = tailer(dir.path(), ReadFrom::Beginning);
+    let mut out = Vec::new();
+    // Found, but nothing read yet (the budget went to other files).
+    t.poll(&c, &mut out, 0).unwrap();
+    assert!(out.is_empty());
+    fs::write(&log, "new1\nnew2\n").unwrap();
+    let got = poll(&mut t, &c);
+    assert_eq!(texts(&got), ["new1", "new2"]);
+    assert_eq!(
+        got[0].file,
+        Fingerprint::of_first_line(b"new1\n").unwrap(),
+        "read under the old content's fingerprint"
+    );
+}
+
+#[test]
+fn a_copytruncate_copy_found_later_yields_only_the_unread_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    append(&log, &["a1", "a2"]);
+    let c = Checkpoints::load(dir.path()).unwrap();
+    let mut t = tailer(dir.path(), ReadFrom::Beginning);
+    assert_eq!(texts(&poll(&mut t, &c)), ["a1", "a2"]);
+    // a3 is written, then the file is copied and truncated before the tailer reads a3.
+    append(&log, &["a3"]);
+    fs::copy(&log, dir.path().join("access.1.log")).unwrap();
+    fs::write(&log, "").unwrap();
+    append(&log, &["b1"]);
+    let mut all = poll(&mut t, &c);
+    all.extend(poll(&mut t, &c));
+    let mut got = texts(&all);
+    got.sort();
+    assert_eq!(got, ["a3", "b1"], "a3 from the copy, nothing twice");
+}

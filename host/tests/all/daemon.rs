@@ -10,8 +10,20 @@ use logsec::store::Store;
 
 use super::{built_plugins, line, rules_file};
 
+/// A running daemon, killed if a test fails before stopping it.
+struct Daemon(Option<Child>);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Starts the daemon, its log appended to `config`'s folder/daemon.log.
-fn start(config: &Path) -> Child {
+fn start(config: &Path) -> Daemon {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -22,6 +34,7 @@ fn start(config: &Path) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .spawn()
+        .map(|c| Daemon(Some(c)))
         .expect("start logsec run")
 }
 
@@ -60,10 +73,17 @@ fn wait_rows(rt: &tokio::runtime::Runtime, db: &str, want: i64) -> i64 {
     }
 }
 
-/// `GET path` on the daemon's listener; the body.
+/// `GET path` on the daemon's listener; the body. Waits for the listener to come up.
 fn get(port: u16, path: &str) -> String {
     use std::io::Read;
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP listener");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut conn = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(c) => break c,
+            Err(e) if Instant::now() > deadline => panic!("connect to the HTTP listener: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
     write!(conn, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
     let mut response = String::new();
     conn.read_to_string(&mut response).unwrap();
@@ -79,7 +99,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn stop(mut child: Child) {
+fn stop(mut daemon: Daemon) {
+    let mut child = daemon.0.take().expect("running");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -156,4 +177,196 @@ fn run_stores_flagged_lines_and_restarts_without_loss_or_repeat() {
     std::thread::sleep(Duration::from_millis(500));
     stop(child);
     assert_eq!(wait_rows(&rt, &db, 50), 50, "a line was stored twice");
+}
+
+/// A config with the built plugins, `sources` (TOML), and `extra` sections.
+fn write_config(dir: &Path, sources: &str, extra: &str) -> std::path::PathBuf {
+    let config = dir.join("logsec.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ndata_dir = {:?}\nplugin_dir = {:?}\nrules = {:?}\n\n{sources}\n{extra}\n",
+            dir.join("data"),
+            built_plugins(),
+            rules_file(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn run_starts_with_the_store_unreachable_and_writes_the_spool_when_it_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    // SQLite cannot create a database in a directory that does not exist: the store is down.
+    let db_dir = dir.path().join("not-yet");
+    let db = format!("sqlite://{}", db_dir.join("logsec.db").display());
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!("[[sources]]\npath = {:?}\nread_from = \"beginning\"\n", log),
+        &format!("[store]\nurl = {db:?}\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    append(&log, 0, 10);
+    let child = start(&config);
+    let log_of = || std::fs::read_to_string(daemon_log(&config)).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !get(port, "/metrics").contains("logsec_store_spool_batches 1") {
+        assert!(
+            Instant::now() < deadline,
+            "nothing was spooled; daemon log:\n{}",
+            log_of()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(log_of().contains("the store is unreachable"), "{}", log_of());
+
+    std::fs::create_dir_all(&db_dir).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(wait_rows(&rt, &db, 10), 10, "daemon log:\n{}", log_of());
+    stop(child);
+}
+
+#[test]
+fn two_sources_share_a_parser_with_different_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (combined, custom) = (dir.path().join("combined.log"), dir.path().join("custom.log"));
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[sources]]\npath = {combined:?}\nread_from = \"beginning\"\n\n\
+             [[sources]]\npath = {custom:?}\nread_from = \"beginning\"\n\
+             parser = {{ log_format = '$remote_addr|$request|$status|$http_user_agent' }}\n"
+        ),
+        "",
+    );
+    append(&combined, 0, 5);
+    let attack = "/item.php?id=1%27%20union%20select%20password%20from%20users--";
+    let mut f = std::fs::File::create(&custom).unwrap();
+    for i in 0..7 {
+        writeln!(f, "198.51.100.{i}|GET {attack}&n={i} HTTP/1.1|200|curl/8").unwrap();
+    }
+    drop(f);
+    let child = start(&config);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = format!("sqlite://{}", dir.path().join("data/logsec.db").display());
+    let log_of = || std::fs::read_to_string(daemon_log(&config)).unwrap_or_default();
+    assert_eq!(wait_rows(&rt, &db, 12), 12, "5 + 7 attacks; daemon log:\n{}", log_of());
+    stop(child);
+
+    // Settings the parser refuses stop the start with a message naming the source.
+    let bad = write_config(
+        dir.path(),
+        &format!("[[sources]]\npath = {custom:?}\nparser = {{ log_format = '$remote_addr$status' }}\n"),
+        "",
+    );
+    let mut refused = Command::new(env!("CARGO_BIN_EXE_logsec"))
+        .args(["run", "--config", bad.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = refused.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            refused.kill().unwrap();
+            panic!("logsec run started with parser settings the parser refuses");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut refused.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("sources[0]") && err.contains("refused its settings"),
+        "{err}"
+    );
+}
+
+/// `logsec replay`: plain and gzip files, the logs' own time, nothing stored twice, and a corrupt
+/// file reported without losing what was read before the break.
+#[test]
+fn replay_stores_history_once_with_its_own_time() {
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", "");
+    let (plain, gz) = (dir.path().join("access.log.1"), dir.path().join("access.log.2.gz"));
+    append(&plain, 0, 20);
+    let mut text = Vec::new();
+    for i in 0..15 {
+        let uri = format!("/../../etc/passwd?n={i}");
+        writeln!(text, "{}", line("198.51.100.9", &uri, "Mozilla/5.0")).unwrap();
+    }
+    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+    enc.write_all(&text).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+
+    let replay = |files: &[&Path]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_logsec"));
+        cmd.args(["replay", "--config", config.to_str().unwrap()]);
+        cmd.args(files);
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = replay(&[&gz, &plain]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("replayed 55 lines from 2 files"), "{err}");
+    assert!(err.contains("35 rows stored (0 were stored before)"), "{err}");
+
+    let db = format!("sqlite://{}", dir.path().join("data/logsec.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let times: Vec<String> = rt.block_on(async {
+        let Store::Sqlite(pool) = Store::connect(&db).await.unwrap() else {
+            unreachable!()
+        };
+        sqlx::query_scalar("SELECT DISTINCT created_at FROM analyzed_requests")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(times, ["2026-11-25T10:00:00.000Z"], "rows carry the log's time");
+
+    let (code, err) = replay(&[&plain, &gz]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("0 rows stored (35 were stored before)"), "{err}");
+
+    // A gzip cut in the middle: what was read is kept, the file is reported, exit code 1.
+    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+    for i in 0..2000 {
+        writeln!(
+            enc,
+            "{}",
+            line("198.51.100.20", &format!("/a.php?cmd=;cat%20/etc/passwd&n={i}"), "x")
+        )
+        .unwrap();
+    }
+    let whole = enc.finish().unwrap();
+    let cut = dir.path().join("cut.log.gz");
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let (code, err) = replay(&[&cut]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("cut.log.gz broke after the lines above were read"),
+        "{err}"
+    );
+    let stored = rt.block_on(async { Store::connect(&db).await.unwrap().count().await.unwrap() });
+    assert!(stored > 35, "the lines before the break were stored");
+
+    let (code, err) = replay(&[&dir.path().join("missing.log")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("missing.log"), "{err}");
 }
