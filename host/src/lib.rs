@@ -1,6 +1,7 @@
 //! logsec: a real-time log security agent. Parsers, detectors and response policies are
 //! WebAssembly components (`wit/plugin.wit`) run by [`runtime`]; [`pipeline`] chains them.
 
+pub mod analyst;
 pub mod cmd;
 pub mod config;
 pub mod http;

@@ -1,5 +1,6 @@
 //! The subcommands of the `logsec` binary.
 
+mod analysis;
 pub mod check;
 pub mod plugins;
 pub mod replay;

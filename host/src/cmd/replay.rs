@@ -123,6 +123,7 @@ pub fn replay(
     let mut db = rt.block_on(Db::open(&agent.store_url));
     let mut spool = Spool::open(&agent.data_dir)?;
     rt.block_on(drain_spool(&mut spool, &mut db));
+    let mut analysis = rt.block_on(agent.analysis(&config, true))?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(Progress::new(total_bytes));
@@ -149,7 +150,9 @@ pub fn replay(
         announce: show_decisions,
     };
     let stored = rt.block_on(async {
-        let r = stage.run(&mut db, &mut spool, done_rx, None, &stop).await;
+        let r = stage
+            .run(&mut db, &mut spool, done_rx, None, &stop, &mut analysis)
+            .await;
         drain_spool(&mut spool, &mut db).await;
         r
     });

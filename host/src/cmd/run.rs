@@ -24,7 +24,10 @@ use std::time::Duration;
 use anyhow::Context;
 use crossbeam_channel::bounded;
 
+use super::analysis::Analysis;
 use super::stage::{Db, Queues, StoreStage, drain_spool};
+use crate::analyst::Analysts;
+use crate::analyst::brain::Brain;
 use crate::config::Config;
 use crate::lines::DEFAULT_MAX_LINE_BYTES;
 use crate::metrics::Metrics;
@@ -83,6 +86,8 @@ pub(super) struct Agent {
     pub(super) store_url: String,
     pub(super) metrics: Arc<Metrics>,
     pub(super) dry_run: bool,
+    /// The analysts, once [`Agent::analysis`] set them up (their statistics go to `/metrics`).
+    pub(super) analysts: Arc<Mutex<Option<Arc<Analysts>>>>,
     _watcher: watcher::Watcher,
 }
 
@@ -167,6 +172,7 @@ impl Agent {
             policy: config.response.policy.clone(),
             allowlist: Arc::new(allowlist),
             cache: Some(Arc::new(RequestCache::new(config.cache.ttl.0))),
+            analysts: config.tier1.is_some() || config.tier2.is_some(),
             ..Default::default()
         };
         let store_url = config
@@ -184,8 +190,33 @@ impl Agent {
             store_url,
             metrics: Arc::new(Metrics::default()),
             dry_run: config.response.backend == "log",
+            analysts: Arc::default(),
             _watcher: watcher,
         })
+    }
+
+    /// The analysts of `config` and the brain they share, or `None` without `[tier1]`/`[tier2]`.
+    pub(super) async fn analysis(&self, config: &Config, log_time: bool) -> anyhow::Result<Option<Analysis>> {
+        let brain = match Brain::connect(&config.brain.url, config.brain.ttl.0).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "the brain is unreachable; using an in-process brain (not shared with other agents)");
+                Brain::connect("memory://", config.brain.ttl.0).await?
+            }
+        };
+        let Some(analysts) = Analysts::from_config(config, Arc::new(brain)).await? else {
+            return Ok(None);
+        };
+        let analysts = Arc::new(analysts);
+        *self.analysts.lock().unwrap_or_else(|p| p.into_inner()) = Some(analysts.clone());
+        let analysis = Analysis::new(
+            analysts,
+            &self.data_dir,
+            self.registry.clone(),
+            self.settings.clone(),
+            log_time,
+        )?;
+        Ok(Some(analysis))
     }
 
     /// Starts the workers: batches in, analysed batches out, until `batches` closes.
@@ -239,11 +270,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let mut db = rt.block_on(Db::open(&agent.store_url));
     let mut spool = Spool::open(&agent.data_dir)?;
     rt.block_on(drain_spool(&mut spool, &mut db));
+    let mut analysis = rt.block_on(agent.analysis(&config, false))?;
     if !config.http.listen.is_empty() {
         rt.block_on(crate::http::serve(
             &config.http.listen,
             agent.metrics.clone(),
             agent.registry.clone(),
+            agent.analysts.clone(),
         ))?;
     }
     tracing::info!(store = %crate::store::redact(&agent.store_url), backend = %config.response.backend, "logsec running");
@@ -268,7 +301,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         log_time: false,
         announce: true,
     };
-    rt.block_on(stage.run(&mut db, &mut spool, done_rx, Some(&checkpoints), &stop))?;
+    rt.block_on(stage.run(&mut db, &mut spool, done_rx, Some(&checkpoints), &stop, &mut analysis))?;
     rt.block_on(drain_spool(&mut spool, &mut db));
     tailer
         .join()

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::analysis::{Analysis, STOP_WAIT};
 use super::check::printable;
 use super::run::{Batch, Done};
 use crate::metrics::Metrics;
@@ -111,6 +112,7 @@ pub(super) struct StoreStage<'a> {
 impl StoreStage<'_> {
     /// Stores what `done_rx` brings until it closes; moves `checkpoints` (when given) past what
     /// was stored.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn run(
         &self,
         db: &mut Db,
@@ -118,8 +120,9 @@ impl StoreStage<'_> {
         done_rx: tokio::sync::mpsc::Receiver<Done>,
         checkpoints: Option<&Mutex<Checkpoints>>,
         stop: &AtomicBool,
+        analysis: &mut Option<Analysis>,
     ) -> anyhow::Result<()> {
-        store_loop(self, db, spool, done_rx, checkpoints, stop).await
+        store_loop(self, db, spool, done_rx, checkpoints, stop, analysis).await
     }
 
     fn count_run(&self, run: Option<(&PathBuf, [u64; 3])>) {
@@ -145,7 +148,6 @@ impl StoreStage<'_> {
                 Outcome::Clean | Outcome::Allowed | Outcome::Flagged(_) => *parsed += 1,
             }
             if let Outcome::Flagged(f) = outcome {
-                self.metrics.decision(f.decided_by);
                 for finding in &f.findings {
                     self.metrics.finding(&finding.category);
                 }
@@ -181,16 +183,35 @@ async fn store_loop(
     mut done_rx: tokio::sync::mpsc::Receiver<Done>,
     checkpoints: Option<&Mutex<Checkpoints>>,
     stop: &AtomicBool,
+    analysis: &mut Option<Analysis>,
 ) -> anyhow::Result<()> {
-    let dry_run = stage.dry_run;
     let mut pending: HashMap<u64, Done> = HashMap::new();
     let mut next = 0u64;
     let mut last_flush = Instant::now();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut spool_retry = tokio::time::interval(SPOOL_RETRY);
+    if let Some(a) = analysis.as_ref() {
+        for (file, rows) in a.leftovers()? {
+            tracing::info!(
+                rows = rows.len(),
+                "storing rows a previous run left waiting for the analysts, as fallbacks"
+            );
+            stage.store_rows(db, spool, &rows, stop).await;
+            a.forget(&file);
+        }
+    }
     loop {
         let done = tokio::select! {
             d = done_rx.recv() => d,
+            (id, answer) = next_answer(analysis) => {
+                let a = analysis.as_mut().expect("answers come only with analysis");
+                let (rows, files) = a.answered(id, &answer);
+                stage.store_rows(db, spool, &rows, stop).await;
+                for f in files {
+                    a.forget(&f);
+                }
+                continue;
+            }
             _ = spool_retry.tick() => {
                 drain_spool(spool, db).await;
                 stage.gauges(spool, done_rx.len());
@@ -203,20 +224,9 @@ async fn store_loop(
         pending.insert(done.seq, done);
         while let Some(d) = pending.remove(&next) {
             next += 1;
-            let rows = rows_of(&d, dry_run, stage.log_time, stage.announce);
+            let rows = stage.rows_of(&d, analysis.as_mut());
             stage.count(&d);
-            match db.insert(&rows).await {
-                Ok(n) => {
-                    stage.metrics.rows_stored.fetch_add(n, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), rows = rows.len(), "the store refused a batch; spooling it");
-                    if let Err(e) = spool.push(&rows) {
-                        tracing::error!(error = %format!("{e:#}"), "cannot spool either; retrying the store");
-                        store_with_retry(db, &rows, stop).await;
-                    }
-                }
-            }
+            stage.store_rows(db, spool, &rows, stop).await;
             let Some(checkpoints) = checkpoints else { continue };
             let mut c = checkpoints.lock().unwrap_or_else(|p| p.into_inner());
             let mut ends: HashMap<Fingerprint, (&PathBuf, u64)> = HashMap::new();
@@ -235,7 +245,40 @@ async fn store_loop(
             }
         }
     }
+    if let Some(a) = analysis.as_mut() {
+        // Open questions get a little time to finish; the rest are stored as fallbacks.
+        let deadline = tokio::time::Instant::now() + STOP_WAIT;
+        while a.open_questions() > 0 {
+            let Ok((id, answer)) = tokio::time::timeout_at(deadline, a.next_answer()).await else {
+                break;
+            };
+            let (rows, files) = a.answered(id, &answer);
+            stage.store_rows(db, spool, &rows, stop).await;
+            for f in files {
+                a.forget(&f);
+            }
+        }
+        let (rows, files) = a.abandon();
+        if !rows.is_empty() {
+            tracing::info!(
+                rows = rows.len(),
+                "the analysts did not answer before the stop; storing the rules verdicts"
+            );
+            stage.store_rows(db, spool, &rows, stop).await;
+        }
+        for f in files {
+            a.forget(&f);
+        }
+    }
     Ok(())
+}
+
+/// The next analyst answer; pending forever without analysis.
+async fn next_answer(analysis: &mut Option<Analysis>) -> (u64, crate::analyst::Answer) {
+    match analysis {
+        Some(a) => a.next_answer().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Offers spooled batches to the store; what it refuses stays spooled.
@@ -279,26 +322,57 @@ async fn store_with_retry(db: &mut Db, rows: &[Row], stop: &AtomicBool) {
     }
 }
 
-fn rows_of(d: &Done, dry_run: bool, log_time: bool, show: bool) -> Vec<Row> {
-    let now = time::now_ms();
-    d.lines
-        .iter()
-        .zip(&d.outcomes)
-        .filter_map(|(line, outcome)| match outcome {
-            Outcome::Flagged(f) => {
-                if show {
-                    announce(f, dry_run);
-                }
-                let created = if log_time {
-                    f.request.timestamp_ms.unwrap_or(now)
-                } else {
-                    now
-                };
-                Some(row(line, f, created))
+impl StoreStage<'_> {
+    /// The rows of a batch's flagged requests to store now; the ones the analysts decide are handed
+    /// to `analysis` and stored when they answer.
+    fn rows_of(&self, d: &Done, analysis: Option<&mut Analysis>) -> Vec<Row> {
+        let now = time::now_ms();
+        let mut rows = Vec::new();
+        let mut ask = Vec::new();
+        for (line, outcome) in d.lines.iter().zip(&d.outcomes) {
+            let Outcome::Flagged(f) = outcome else { continue };
+            let created = if self.log_time {
+                f.request.timestamp_ms.unwrap_or(now)
+            } else {
+                now
+            };
+            let r = row(line, f, created);
+            if analysis.is_some() && f.decided_by == "rules" {
+                ask.push((r, &**f));
+            } else {
+                rows.push(r);
             }
-            _ => None,
-        })
-        .collect()
+        }
+        if let Some(a) = analysis {
+            rows.extend(a.offer(ask));
+        }
+        rows
+    }
+
+    /// Stores final rows (spooling what the store refuses), counts their decisions, and shows them.
+    async fn store_rows(&self, db: &mut Db, spool: &mut Spool, rows: &[Row], stop: &AtomicBool) {
+        if rows.is_empty() {
+            return;
+        }
+        for r in rows {
+            self.metrics.decision(&r.decided_by);
+            if self.announce {
+                announce(r, self.dry_run);
+            }
+        }
+        match db.insert(rows).await {
+            Ok(n) => {
+                self.metrics.rows_stored.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), rows = rows.len(), "the store refused a batch; spooling it");
+                if let Err(e) = spool.push(rows) {
+                    tracing::error!(error = %format!("{e:#}"), "cannot spool either; retrying the store");
+                    store_with_retry(db, rows, stop).await;
+                }
+            }
+        }
+    }
 }
 
 fn row(line: &TailLine, f: &Flagged, now: i64) -> Row {
@@ -325,10 +399,11 @@ fn row(line: &TailLine, f: &Flagged, now: i64) -> Row {
         rules: serde_json::to_string(&rules).unwrap_or_default(),
         source_file: line.file.to_string(),
         source_offset: line.offset as i64,
+        tool_results: String::new(),
     }
 }
 
-fn action_name(kind: ActionKind) -> &'static str {
+pub(super) fn action_name(kind: ActionKind) -> &'static str {
     match kind {
         ActionKind::Block => "block",
         ActionKind::Monitor => "monitor",
@@ -337,27 +412,21 @@ fn action_name(kind: ActionKind) -> &'static str {
 }
 
 /// One line per decision on stdout, for the person watching.
-fn announce(f: &Flagged, dry_run: bool) {
-    let what = match (f.action.kind, dry_run) {
-        (ActionKind::Block, true) => "WOULD BLOCK",
-        (ActionKind::Block, false) => "BLOCK",
-        (ActionKind::Monitor, _) => "MONITOR",
-        (ActionKind::None, _) => "FLAG",
+fn announce(r: &Row, dry_run: bool) {
+    let what = match (r.action.as_str(), dry_run) {
+        ("block", true) => "WOULD BLOCK",
+        ("block", false) => "BLOCK",
+        ("monitor", _) => "MONITOR",
+        _ => "FLAG",
     };
-    let categories: Vec<&str> = f
-        .findings
-        .iter()
-        .map(|x| x.category.as_str())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
     println!(
-        "{:<11} {:<15} score {:>2}  {:<20} {} {}",
+        "{:<11} {:<15} {:<8} conf {:>2}  {:<18} {} {}",
         what,
-        printable(&f.request.ip, 45),
-        f.score,
-        categories.join(","),
-        printable(&f.request.method, 10),
-        printable(&f.request.uri, 120)
+        printable(&r.ip_address, 45),
+        r.decided_by,
+        r.confidence,
+        printable(&r.threat_type, 18),
+        printable(&r.method, 10),
+        printable(&r.url, 120)
     );
 }

@@ -166,10 +166,10 @@ impl Default for BrainConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tier1Config {
-    /// `ollama` or `openai` (any OpenAI-compatible local server).
+    /// `ollama` or `openai` (any OpenAI-compatible local server: llama.cpp, vLLM).
     #[serde(default = "default_tier1_provider")]
     pub provider: String,
-    /// Base URL.
+    /// Base URL (for `openai`, the part before `/chat/completions`, e.g. `http://127.0.0.1:8080/v1`).
     #[serde(default = "default_tier1_url")]
     pub url: String,
     /// Model name.
@@ -181,6 +181,21 @@ pub struct Tier1Config {
     /// Confidence from which an undecided request is remembered as monitoring.
     #[serde(default = "default_monitor_from")]
     pub monitor_from: u8,
+    /// Environment variable holding an API key, for `openai` servers that want one.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// How long Ollama keeps the model loaded after a call.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive: String,
+    /// Longest wait for one verdict, retries included.
+    #[serde(default = "default_tier1_timeout")]
+    pub timeout: HumanDuration,
+    /// Calls in flight at once.
+    #[serde(default = "default_tier1_concurrency")]
+    pub concurrency: usize,
+    /// Calls started per minute; requests beyond it fall back to the rules verdict.
+    #[serde(default = "default_per_minute")]
+    pub per_minute: u32,
 }
 
 fn default_tier1_provider() -> String {
@@ -198,6 +213,18 @@ fn default_confident_at() -> u8 {
 fn default_monitor_from() -> u8 {
     4
 }
+fn default_keep_alive() -> String {
+    "5m".into()
+}
+fn default_tier1_timeout() -> HumanDuration {
+    HumanDuration::secs(30)
+}
+fn default_tier1_concurrency() -> usize {
+    2
+}
+fn default_per_minute() -> u32 {
+    30
+}
 
 /// `[tier2]`: the cloud analyst.
 #[derive(Debug, Clone, Deserialize)]
@@ -209,12 +236,24 @@ pub struct Tier2Config {
     /// Base URL.
     #[serde(default = "default_tier2_url")]
     pub url: String,
-    /// Model name.
+    /// Model name; checked against `GET /models` at start-up.
     #[serde(default = "default_tier2_model")]
     pub model: String,
     /// Environment variable holding the API key.
     #[serde(default = "default_tier2_key_env")]
     pub api_key_env: String,
+    /// Longest wait for one verdict, tool calls and retries included.
+    #[serde(default = "default_tier2_timeout")]
+    pub timeout: HumanDuration,
+    /// Calls in flight at once.
+    #[serde(default = "default_tier2_concurrency")]
+    pub concurrency: usize,
+    /// Verdicts started per minute (Cerebras' free tier allows 30 requests a minute).
+    #[serde(default = "default_per_minute")]
+    pub per_minute: u32,
+    /// Rounds of tool calls before the model must answer.
+    #[serde(default = "default_tool_rounds")]
+    pub max_tool_rounds: u32,
 }
 
 fn default_tier2_provider() -> String {
@@ -228,6 +267,15 @@ fn default_tier2_model() -> String {
 }
 fn default_tier2_key_env() -> String {
     "CEREBRAS_API_KEY".into()
+}
+fn default_tier2_timeout() -> HumanDuration {
+    HumanDuration::secs(60)
+}
+fn default_tier2_concurrency() -> usize {
+    4
+}
+fn default_tool_rounds() -> u32 {
+    4
 }
 
 /// `[intel]`: threat-intelligence services for the tier-2 analyst's tools.
@@ -328,7 +376,26 @@ impl Config {
                 "tier1.provider must be \"ollama\" or \"openai\", got {:?}",
                 t.provider
             );
+            anyhow::ensure!(
+                t.monitor_from <= t.confident_at,
+                "tier1.monitor_from ({}) must not be above tier1.confident_at ({})",
+                t.monitor_from,
+                t.confident_at
+            );
+            anyhow::ensure!(t.concurrency >= 1, "tier1.concurrency must be at least 1");
         }
+        if let Some(t) = &self.tier2 {
+            anyhow::ensure!(
+                t.provider == "openai",
+                "tier2.provider must be \"openai\" (any OpenAI-compatible API), got {:?}",
+                t.provider
+            );
+            anyhow::ensure!(t.concurrency >= 1, "tier2.concurrency must be at least 1");
+        }
+        anyhow::ensure!(
+            ["memory", "redis", "rediss"].contains(&self.brain.url.split("://").next().unwrap_or_default()),
+            "brain.url must start with memory://, redis:// or rediss://"
+        );
         anyhow::ensure!(
             ["log", "nftables", "iptables", "azure"].contains(&self.response.backend.as_str()),
             "response.backend must be one of log, nftables, iptables, azure; got {:?}",

@@ -37,6 +37,9 @@ pub struct Settings {
     pub cache: Option<Arc<RequestCache>>,
     /// The cache's clock is the requests' own log time (replay) instead of the wall clock.
     pub log_clock: bool,
+    /// Analysts decide flagged requests: the cache learns an address from their final verdict,
+    /// not from the rules' action.
+    pub analysts: bool,
 }
 
 impl Default for Settings {
@@ -48,6 +51,7 @@ impl Default for Settings {
             allowlist: Arc::default(),
             cache: None,
             log_clock: false,
+            analysts: false,
         }
     }
 }
@@ -167,7 +171,8 @@ impl Worker {
         let parsed = self.slots.call(&runtime, parser, lines, Instance::parse_batch);
 
         let wall = crate::store::time::now_ms();
-        let now = |r: &Request| match (self.settings.log_clock, r.timestamp_ms) {
+        let log_clock = self.settings.log_clock;
+        let now = move |r: &Request| match (log_clock, r.timestamp_ms) {
             (true, Some(t)) => t,
             _ => wall,
         };
@@ -226,25 +231,10 @@ impl Worker {
             return (outcomes, errors);
         }
 
-        let actions: Vec<Action> = match set.policy(&self.settings.policy) {
-            Some(policy) => self
-                .slots
-                .call(&runtime, policy, &assessments, Instance::decide_batch)
-                .into_iter()
-                .map(|r| {
-                    r.unwrap_or_else(|e| {
-                        errors.policy += 1;
-                        no_action(format!("policy {} failed: {e}", policy.name))
-                    })
-                })
-                .collect(),
-            None => assessments
-                .iter()
-                .map(|_| no_action("no response policy is loaded".into()))
-                .collect(),
-        };
+        let actions = self.actions(&set, &runtime, &assessments, &mut errors);
         for ((assessment, action), i) in assessments.into_iter().zip(actions).zip(flagged_index) {
-            if let (Some(cache), ActionKind::Block) = (&self.settings.cache, action.kind) {
+            if let (Some(cache), ActionKind::Block, false) = (&self.settings.cache, action.kind, self.settings.analysts)
+            {
                 let top = assessment.findings.iter().max_by_key(|f| f.score);
                 let verdict = Verdict {
                     score: assessment.score,
@@ -261,6 +251,42 @@ impl Worker {
             }));
         }
         (outcomes, errors)
+    }
+}
+
+impl Worker {
+    /// The response policy's actions for `assessments` (an analyst's verdict, say).
+    pub fn decide(&mut self, assessments: &[Assessment]) -> Vec<Action> {
+        let set = self.registry.snapshot();
+        self.slots.refresh(&set);
+        let runtime = self.registry.runtime().clone();
+        self.actions(&set, &runtime, assessments, &mut Errors::default())
+    }
+
+    fn actions(
+        &mut self,
+        set: &crate::runtime::PluginSet,
+        runtime: &crate::runtime::Runtime,
+        assessments: &[Assessment],
+        errors: &mut Errors,
+    ) -> Vec<Action> {
+        match set.policy(&self.settings.policy) {
+            Some(policy) => self
+                .slots
+                .call(runtime, policy, assessments, Instance::decide_batch)
+                .into_iter()
+                .map(|r| {
+                    r.unwrap_or_else(|e| {
+                        errors.policy += 1;
+                        no_action(format!("policy {} failed: {e}", policy.name))
+                    })
+                })
+                .collect(),
+            None => assessments
+                .iter()
+                .map(|_| no_action("no response policy is loaded".into()))
+                .collect(),
+        }
     }
 }
 

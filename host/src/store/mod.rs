@@ -19,7 +19,7 @@ use sqlx::QueryBuilder;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-/// Rows per INSERT statement: SQLite allows 32,766 bound values, a row has 17.
+/// Rows per INSERT statement: SQLite allows 32,766 bound values, a row has 18.
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// One analysed request.
@@ -59,6 +59,9 @@ pub struct Row {
     pub source_file: String,
     /// Offset just past the line.
     pub source_offset: i64,
+    /// The analysts' tool calls and results (JSON array), empty when none.
+    #[serde(default)]
+    pub tool_results: String,
 }
 
 /// A connected store.
@@ -161,7 +164,8 @@ impl Store {
                             .push_bind(r.score)
                             .push_bind(&r.rules)
                             .push_bind(&r.source_file)
-                            .push_bind(r.source_offset);
+                            .push_bind(r.source_offset)
+                            .push_bind(&r.tool_results);
                     });
                     q.push(INSERT_TAIL);
                     inserted += q.build().execute(&mut *tx).await?.rows_affected();
@@ -214,6 +218,7 @@ fn without_nul(rows: &[Row]) -> std::borrow::Cow<'_, [Row]> {
             &r.reasoning,
             &r.source,
             &r.rules,
+            &r.tool_results,
         ]
         .iter()
         .any(|s| s.contains('\0'))
@@ -233,6 +238,7 @@ fn without_nul(rows: &[Row]) -> std::borrow::Cow<'_, [Row]> {
                 reasoning: fix(&r.reasoning),
                 source: fix(&r.source),
                 rules: fix(&r.rules),
+                tool_results: fix(&r.tool_results),
                 ..r.clone()
             })
             .collect(),
@@ -241,7 +247,7 @@ fn without_nul(rows: &[Row]) -> std::borrow::Cow<'_, [Row]> {
 
 const INSERT_HEAD: &str = "INSERT INTO analyzed_requests (ip_address, method, url, user_agent, status, threat_type, \
      confidence, reasoning, decided_by, action, source, created_at, logged_at, score, rules, source_file, \
-     source_offset) ";
+     source_offset, tool_results) ";
 const INSERT_TAIL: &str = " ON CONFLICT (source_file, source_offset) DO NOTHING";
 
 /// `url` with any password replaced, for messages.

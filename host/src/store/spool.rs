@@ -27,7 +27,12 @@ pub struct Spool {
 impl Spool {
     /// Opens (creating) `data_dir/spool`.
     pub fn open(data_dir: &Path) -> anyhow::Result<Spool> {
-        let dir = data_dir.join("spool");
+        Spool::open_named(data_dir, "spool")
+    }
+
+    /// A spool in `DATA_DIR/NAME` (the analysts keep the rows they are deciding in `pending`).
+    pub fn open_named(data_dir: &Path, name: &str) -> anyhow::Result<Spool> {
+        let dir = data_dir.join(name);
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let next = Self::files_in(&dir)?
             .last()
@@ -47,6 +52,11 @@ impl Spool {
 
     /// Writes `rows` as one spooled batch.
     pub fn push(&mut self, rows: &[Row]) -> anyhow::Result<()> {
+        self.push_file(rows).map(drop)
+    }
+
+    /// Writes `rows` to a new spool file and returns its path.
+    pub fn push_file(&mut self, rows: &[Row]) -> anyhow::Result<PathBuf> {
         let mut text = Vec::new();
         for r in rows {
             serde_json::to_writer(&mut text, r)?;
@@ -55,10 +65,25 @@ impl Spool {
         let path = self.dir.join(format!("{:012}.jsonl", self.next));
         write_atomically(&path, &text).with_context(|| format!("cannot spool to {}", path.display()))?;
         self.next += 1;
-        Ok(())
+        Ok(path)
     }
 
     /// Spooled batches waiting.
+    /// Every spooled file with its rows, oldest first, for a caller that stores them itself.
+    pub fn files(&self) -> anyhow::Result<Vec<(PathBuf, Vec<Row>)>> {
+        Self::files_in(&self.dir)?
+            .into_iter()
+            .map(|f| read_rows(&f).map(|rows| (f, rows)))
+            .collect()
+    }
+
+    /// Removes a spool file whose rows were stored.
+    pub fn remove(&self, file: &Path) {
+        if let Err(e) = fs::remove_file(file) {
+            tracing::warn!(file = %file.display(), error = %e, "cannot remove a spool file");
+        }
+    }
+
     pub fn pending(&self) -> usize {
         Self::files_in(&self.dir).map_or(0, |f| f.len())
     }
@@ -111,6 +136,7 @@ mod tests {
             rules: "[]".into(),
             source_file: "00000000000000bb".into(),
             source_offset: offset,
+            tool_results: String::new(),
         }
     }
 

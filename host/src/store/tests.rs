@@ -19,6 +19,7 @@ fn row(file: &str, offset: i64, url: &str) -> Row {
         rules: r#"["sqli-union-select"]"#.into(),
         source_file: file.into(),
         source_offset: offset,
+        tool_results: String::new(),
     }
 }
 
