@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use logsec::cmd::{check, plugins, replay, run as daemon};
+use logsec::cmd::{check, explain, plugins, replay, run as daemon};
 use logsec::config::Config;
 use logsec::paths::{default_plugin_dir, default_rules};
 
@@ -69,6 +69,18 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Everything logsec knows about one address: its stored requests, the rules' findings, each
+    /// analyst's verdict and reasoning, tool results, actions, and what the brain remembers.
+    Explain {
+        /// Configuration file (TOML) naming the store and the brain [default: as for run].
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The address.
+        ip: String,
+    },
     /// List the plugins in a directory with kind, version and state.
     Plugins {
         /// Plugin directory [default: as for check].
@@ -86,7 +98,7 @@ fn main() -> ExitCode {
     init_logging(match cli.command {
         Command::Plugins { .. } => "error",
         Command::Run { .. } => "info",
-        Command::Replay { .. } => "warn",
+        Command::Replay { .. } | Command::Explain { .. } => "warn",
         Command::Check { .. } => "warn",
     });
     match run(cli) {
@@ -150,6 +162,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Explain { config, json, ip } => {
+            let config = match config {
+                Some(path) => Config::load(&path)?,
+                None => Config::default(),
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            explain::explain(&config, &ip, json, &mut out)?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Plugins { plugins: dir, rules } => {
             let dir = dir.unwrap_or_else(default_plugin_dir);

@@ -64,6 +64,43 @@ pub struct Row {
     pub tool_results: String,
 }
 
+/// A stored row as `logsec explain` shows it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct StoredRow {
+    /// When logsec decided (RFC 3339 UTC).
+    pub created: String,
+    /// The request's own time (RFC 3339 UTC).
+    pub logged: Option<String>,
+    /// Client address.
+    pub ip_address: String,
+    /// HTTP method.
+    pub method: String,
+    /// Request target.
+    pub url: String,
+    /// User agent.
+    pub user_agent: String,
+    /// Response status.
+    pub status: i32,
+    /// Category.
+    pub threat_type: String,
+    /// Confidence 1..10.
+    pub confidence: i32,
+    /// Why.
+    pub reasoning: String,
+    /// Who decided.
+    pub decided_by: String,
+    /// What was done.
+    pub action: String,
+    /// The log file.
+    pub source: String,
+    /// Rule score.
+    pub score: i32,
+    /// Rule ids (JSON array).
+    pub rules: String,
+    /// Tool calls and results (JSON array).
+    pub tool_results: String,
+}
+
 /// A connected store.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -179,6 +216,34 @@ impl Store {
             Store::Postgres(pool) => insert_all!(pool, "::timestamptz"),
         };
         Ok(inserted)
+    }
+
+    /// The rows of `ips` (an address in its textual forms), oldest first, at most `limit`.
+    pub async fn rows_of_ip(&self, ips: &[String], limit: i64) -> anyhow::Result<Vec<StoredRow>> {
+        macro_rules! select {
+            ($pool:expr, $created:expr, $logged:expr) => {{
+                let mut q = QueryBuilder::new(format!(
+                    "SELECT {} AS created, {} AS logged, ip_address, method, url, user_agent, status, threat_type, \
+                     confidence, reasoning, decided_by, action, source, score, rules, tool_results \
+                     FROM analyzed_requests WHERE ip_address IN (",
+                    $created, $logged
+                ));
+                let mut list = q.separated(", ");
+                for ip in ips {
+                    list.push_bind(ip);
+                }
+                q.push(") ORDER BY created_at, id LIMIT ").push_bind(limit);
+                q.build_query_as::<StoredRow>().fetch_all($pool).await?
+            }};
+        }
+        Ok(match self {
+            Store::Sqlite(p) => select!(p, "created_at", "logged_at"),
+            Store::Postgres(p) => select!(
+                p,
+                "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+                "to_char(logged_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+            ),
+        })
     }
 
     /// Number of stored rows.
