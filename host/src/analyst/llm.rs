@@ -197,6 +197,8 @@ impl ChatClient {
             }
             let wait = match req.send().await {
                 Err(e) if e.is_timeout() => return Err(ChatError::Timeout),
+                // Nothing listens: retrying at once will not help (the breaker decides when to try again).
+                Err(e) if e.is_connect() => return Err(ChatError::Transport(without_url(&e))),
                 Err(e) => {
                     if attempt == MAX_ATTEMPTS {
                         return Err(ChatError::Transport(without_url(&e)));

@@ -1,8 +1,10 @@
 //! Integration tests of the host: one test binary (faster to link) with a module per concern.
 
+mod analysts;
 mod cli;
 mod daemon;
 mod examples;
+mod fakes;
 mod pipeline;
 mod reload;
 mod runtime;
