@@ -370,3 +370,106 @@ fn replay_stores_history_once_with_its_own_time() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("missing.log"), "{err}");
 }
+
+/// The daemon with a tier-1 analyst (the fake Ollama): analyst verdicts are stored with their
+/// reasoning, allowlisted addresses never reach an analyst, `/metrics` counts the tier, `explain`
+/// shows the timeline, and a question still open when the agent is killed is stored as a fallback
+/// at the next start.
+#[test]
+fn run_with_an_analyst_stores_verdicts_and_survives_a_kill_mid_question() {
+    let fakes = super::fakes::Fakes::start(&["gpt-oss-120b"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!("[[sources]]\npath = {log:?}\nread_from = \"beginning\"\n"),
+        &format!(
+            "[tier1]\nurl = {:?}\ntimeout = \"30s\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n",
+            fakes.url()
+        ),
+    );
+    let attack = |ip: &str, marker: &str| {
+        line(
+            ip,
+            &format!("/item.php?id=1%27%20union%20select%20password%20from%20users--&m={marker}"),
+            "Mozilla/5.0",
+        )
+    };
+    std::fs::write(
+        &log,
+        format!(
+            "{}\n{}\n",
+            attack("198.51.100.1", "mk-sure"),
+            attack("127.0.0.1", "mk-sure")
+        ),
+    )
+    .unwrap();
+    let daemon = start(&config);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = format!("sqlite://{}", dir.path().join("data/logsec.db").display());
+    let log_of = || std::fs::read_to_string(daemon_log(&config)).unwrap_or_default();
+    assert_eq!(wait_rows(&rt, &db, 1), 1, "daemon log:\n{}", log_of());
+    let metrics = get(port, "/metrics");
+    assert!(
+        metrics.contains("logsec_analyst_calls_total{tier=\"tier1\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("logsec_decisions_total{decided_by=\"tier1\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        fakes.calls("/api/chat").len(),
+        1,
+        "the allowlisted address reached an analyst"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_logsec"))
+        .args(["explain", "--config", config.to_str().unwrap(), "198.51.100.1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("decided by  tier1  sqli  confidence 9  tier1: union select against a product id"),
+        "{text}"
+    );
+
+    // A question the model takes its time over; the agent is killed while it is open.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    writeln!(f, "{}", attack("198.51.100.2", "mk-slow")).unwrap();
+    drop(f);
+    let pending = dir.path().join("data/pending");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_dir(&pending).map_or(0, |d| d.count()) == 0 {
+        assert!(Instant::now() < deadline, "no row waits in {}", pending.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut child = daemon;
+    let mut c = child.0.take().unwrap();
+    c.kill().unwrap();
+    c.wait().unwrap();
+    drop(child);
+
+    let daemon = start(&config);
+    assert_eq!(wait_rows(&rt, &db, 2), 2, "daemon log:\n{}", log_of());
+    stop(daemon);
+    let decided: Vec<(String, String)> = rt.block_on(async {
+        let Store::Sqlite(pool) = Store::connect(&db).await.unwrap() else {
+            unreachable!()
+        };
+        sqlx::query_as("SELECT decided_by, reasoning FROM analyzed_requests WHERE ip_address = '198.51.100.2'")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(decided.len(), 1, "stored once: {decided:?}");
+    assert_eq!(decided[0].0, "fallback");
+    assert!(
+        decided[0].1.contains("stopped before the analysts answered"),
+        "{decided:?}"
+    );
+}

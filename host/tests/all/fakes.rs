@@ -9,7 +9,7 @@
 //! - `mk-junk`: tier 1 answers prose; tier 2 answers benign, confidence 8.
 //! - `mk-busy`: tier 1 answers confidence 3; tier 2 answers 429 with `Retry-After: 1` twice, then
 //!   malicious 9.
-//! - `mk-slow`: tier 2 sleeps 10 s (past any test timeout).
+//! - `mk-slow`: both tiers sleep 10 s before answering.
 //! - `mk-other-ip`: tier 2 asks checkAbuseIPDB about 192.0.2.200, an address that is not the client.
 //! - `mk-extra`: tier 1 answers a verdict with an extra `action` field (outside the schema).
 //!
@@ -167,6 +167,9 @@ fn route(
             )
         }
         ("POST", "/api/chat") => {
+            if text.contains("mk-slow") {
+                std::thread::sleep(Duration::from_secs(10));
+            }
             let content = if text.contains("mk-sure") {
                 verdict(true, 9, "union select against a product id")
             } else if text.contains("mk-unsure") {
