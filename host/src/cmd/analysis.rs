@@ -41,9 +41,20 @@ pub(super) struct Analysis {
     next_id: u64,
     tx: mpsc::UnboundedSender<(u64, Answer)>,
     rx: mpsc::UnboundedReceiver<(u64, Answer)>,
+    correlated_tx: mpsc::UnboundedSender<(Row, Flagged)>,
+    correlated_rx: mpsc::UnboundedReceiver<(Row, Flagged)>,
+    correlate_after: u64,
     policy: Worker,
     settings: Settings,
     log_time: bool,
+}
+
+/// What the analysis side has for the store stage.
+pub(super) enum Event {
+    /// Question `id` was answered.
+    Answer(u64, Answer),
+    /// This request's address crossed `correlate_after`: put it to the analysts.
+    Correlated(Box<(Row, Flagged)>),
 }
 
 /// One open question and the rows waiting for its answer.
@@ -68,10 +79,15 @@ impl Analysis {
         registry: Arc<Registry>,
         settings: Settings,
         log_time: bool,
+        correlate_after: u32,
     ) -> anyhow::Result<Analysis> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (correlated_tx, correlated_rx) = mpsc::unbounded_channel();
         Ok(Analysis {
             analysts,
+            correlated_tx,
+            correlated_rx,
+            correlate_after: u64::from(correlate_after.max(1)),
             pending: Spool::open_named(data_dir, "pending")?,
             open: HashMap::new(),
             by_key: HashMap::new(),
@@ -158,6 +174,34 @@ impl Analysis {
         now
     }
 
+    /// Counts a request that scored below `escalate_at` in the brain; the one that makes
+    /// `correlate_after` within the brain's ttl comes back from [`Analysis::next_correlated`] to be
+    /// put to the analysts. (Counted in its own task: a slow brain never holds the pipeline.)
+    pub(super) fn note(&self, mut row: Row, f: Flagged) {
+        let (brain, tx, after) = (
+            self.analysts.brain().clone(),
+            self.correlated_tx.clone(),
+            self.correlate_after,
+        );
+        tokio::spawn(async move {
+            let entry = serde_json::json!({
+                "at_ms": time::now_ms(),
+                "by": "rules",
+                "score": f.score,
+                "rules": f.findings.iter().map(|x| x.rule_id.as_str()).collect::<Vec<_>>(),
+            });
+            brain.remember(&f.request.ip, entry).await;
+            let n = brain.count_event(&f.request.ip).await;
+            if n == after {
+                row.reasoning = format!(
+                    "{} ({n} low-scoring requests from this address within the brain's ttl)",
+                    row.reasoning
+                );
+                let _ = tx.send((row, f));
+            }
+        });
+    }
+
     fn ask(&mut self, f: &Flagged) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -173,6 +217,14 @@ impl Analysis {
             let _ = tx.send((id, answer));
         });
         id
+    }
+
+    /// The next answer, or the next request whose address crossed `correlate_after`.
+    pub(super) async fn next_event(&mut self) -> Event {
+        tokio::select! {
+            Some((id, answer)) = self.rx.recv() => Event::Answer(id, answer),
+            Some(c) = self.correlated_rx.recv() => Event::Correlated(Box::new(c)),
+        }
     }
 
     /// The next answer (pending forever when no question is open).
@@ -237,10 +289,11 @@ impl Analysis {
         } else if !matches!(v.threat_type.as_str(), "other" | "none") {
             row.threat_type = v.threat_type.clone();
         }
+        // The analyst's reasoning first; what the rules said after it.
         row.reasoning = if notes.is_empty() {
-            format!("{}: {}", answer.decided_by, v.reasoning)
+            format!("{}: {} | {}", answer.decided_by, v.reasoning, row.reasoning)
         } else {
-            format!("{}: {} ({notes})", answer.decided_by, v.reasoning)
+            format!("{}: {} ({notes}) | {}", answer.decided_by, v.reasoning, row.reasoning)
         };
         let assessment = Assessment {
             request: h.request.clone(),

@@ -296,7 +296,7 @@ fn emit(d: &Done, source: Option<&str>, json: bool, out: &mut dyn Write, s: &mut
                     *s.unparsed_reasons.entry(why.clone()).or_default() += 1;
                 }
             }
-            Outcome::Clean | Outcome::Allowed => s.parsed += 1,
+            Outcome::Clean | Outcome::Allowed | Outcome::Noted(_) => s.parsed += 1,
             Outcome::Flagged(f) => {
                 s.parsed += 1;
                 s.flagged += 1;

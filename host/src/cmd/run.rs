@@ -215,6 +215,7 @@ impl Agent {
             self.registry.clone(),
             self.settings.clone(),
             log_time,
+            config.brain.correlate_after,
         )?;
         Ok(Some(analysis))
     }

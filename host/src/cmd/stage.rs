@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::analysis::{Analysis, STOP_WAIT};
+use super::analysis::{Analysis, Event, STOP_WAIT};
 use super::check::printable;
 use super::run::{Batch, Done};
 use crate::metrics::Metrics;
@@ -145,7 +145,7 @@ impl StoreStage<'_> {
                 Outcome::Unparsed(_) => *unparsed += 1,
                 // Blank lines and comments: read, nothing to parse.
                 Outcome::Skipped => {}
-                Outcome::Clean | Outcome::Allowed | Outcome::Flagged(_) => *parsed += 1,
+                Outcome::Clean | Outcome::Allowed | Outcome::Flagged(_) | Outcome::Noted(_) => *parsed += 1,
             }
             if let Outcome::Flagged(f) = outcome {
                 for finding in &f.findings {
@@ -203,12 +203,21 @@ async fn store_loop(
     loop {
         let done = tokio::select! {
             d = done_rx.recv() => d,
-            (id, answer) = next_answer(analysis) => {
-                let a = analysis.as_mut().expect("answers come only with analysis");
-                let (rows, files) = a.answered(id, &answer);
-                stage.store_rows(db, spool, &rows, stop).await;
-                for f in files {
-                    a.forget(&f);
+            event = next_event(analysis) => {
+                let a = analysis.as_mut().expect("events come only with analysis");
+                match event {
+                    Event::Answer(id, answer) => {
+                        let (rows, files) = a.answered(id, &answer);
+                        stage.store_rows(db, spool, &rows, stop).await;
+                        for f in files {
+                            a.forget(&f);
+                        }
+                    }
+                    Event::Correlated(c) => {
+                        let (row, flagged) = *c;
+                        let rows = a.offer(vec![(row, &flagged)]);
+                        stage.store_rows(db, spool, &rows, stop).await;
+                    }
                 }
                 continue;
             }
@@ -273,10 +282,10 @@ async fn store_loop(
     Ok(())
 }
 
-/// The next analyst answer; pending forever without analysis.
-async fn next_answer(analysis: &mut Option<Analysis>) -> (u64, crate::analyst::Answer) {
+/// The next event of the analysis side; pending forever without analysis.
+async fn next_event(analysis: &mut Option<Analysis>) -> Event {
     match analysis {
-        Some(a) => a.next_answer().await,
+        Some(a) => a.next_event().await,
         None => std::future::pending().await,
     }
 }
@@ -330,6 +339,15 @@ impl StoreStage<'_> {
         let mut rows = Vec::new();
         let mut ask = Vec::new();
         for (line, outcome) in d.lines.iter().zip(&d.outcomes) {
+            if let (Outcome::Noted(f), Some(a)) = (outcome, analysis.as_ref()) {
+                let created = if self.log_time {
+                    f.request.timestamp_ms.unwrap_or(now)
+                } else {
+                    now
+                };
+                a.note(row(line, f, created), (**f).clone());
+                continue;
+            }
             let Outcome::Flagged(f) = outcome else { continue };
             let created = if self.log_time {
                 f.request.timestamp_ms.unwrap_or(now)

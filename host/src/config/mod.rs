@@ -149,8 +149,11 @@ pub struct StoreConfig {
 pub struct BrainConfig {
     /// `memory://`, `redis://...` or `rediss://...`.
     pub url: String,
-    /// How long monitoring entries live.
+    /// How long monitoring entries, verdicts and event counts live.
     pub ttl: HumanDuration,
+    /// Requests from one address scoring below `escalate_at` (but above 0) within `ttl` that
+    /// together go to the analysts.
+    pub correlate_after: u32,
 }
 
 impl Default for BrainConfig {
@@ -158,6 +161,7 @@ impl Default for BrainConfig {
         BrainConfig {
             url: "memory://".into(),
             ttl: HumanDuration::secs(3600),
+            correlate_after: 3,
         }
     }
 }

@@ -88,10 +88,13 @@ pub enum Outcome {
     Allowed,
     /// Scored at or above `escalate_at`.
     Flagged(Box<Flagged>),
+    /// Scored above 0 but below `escalate_at`, with analysts configured: not stored, but counted in
+    /// the brain, where several from one address escalate together.
+    Noted(Box<Flagged>),
 }
 
 /// A request that reached the policy.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Flagged {
     /// The request.
     pub request: Request,
@@ -215,6 +218,16 @@ impl Worker {
         for (i, (request, found)) in requests.iter_mut().zip(findings.iter_mut()).enumerate() {
             let score = combined_score(found);
             if score < self.settings.escalate_at {
+                if score > 0 && self.settings.analysts {
+                    // Below the bar alone; the brain correlates several from one address.
+                    outcomes[request_line[i]] = Outcome::Noted(Box::new(Flagged {
+                        request: std::mem::replace(request, Request::empty()),
+                        findings: std::mem::take(found),
+                        score,
+                        action: no_action("below escalate_at".into()),
+                        decided_by: "rules",
+                    }));
+                }
                 continue;
             }
             flagged_index.push(i);

@@ -434,9 +434,31 @@ fn run_with_an_analyst_stores_verdicts_and_survives_a_kill_mid_question() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("decided by  tier1  sqli  confidence 9  tier1: union select against a product id"),
+        text.contains("decided by  tier1  sqli  confidence 9  tier1: union select against a product id | rules: "),
         "{text}"
     );
+
+    // Three requests too weak alone (an unusual method scores 3) from one address: the third goes
+    // to the analyst with the history the brain kept.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    for i in 0..3 {
+        let l = line("198.51.100.9", &format!("/dav/{i}?m=mk-sure"), "Mozilla/5.0").replace("\"GET ", "\"PROPFIND ");
+        writeln!(f, "{l}").unwrap();
+    }
+    drop(f);
+    assert_eq!(wait_rows(&rt, &db, 2), 2, "daemon log:\n{}", log_of());
+    let correlated: Vec<(String, String)> = rt.block_on(async {
+        let Store::Sqlite(pool) = Store::connect(&db).await.unwrap() else {
+            unreachable!()
+        };
+        sqlx::query_as("SELECT decided_by, reasoning FROM analyzed_requests WHERE ip_address = '198.51.100.9'")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(correlated.len(), 1, "{correlated:?}");
+    assert_eq!(correlated[0].0, "tier1");
+    assert!(correlated[0].1.contains("3 low-scoring requests"), "{correlated:?}");
 
     // A question the model takes its time over; the agent is killed while it is open.
     let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
@@ -455,7 +477,7 @@ fn run_with_an_analyst_stores_verdicts_and_survives_a_kill_mid_question() {
     drop(child);
 
     let daemon = start(&config);
-    assert_eq!(wait_rows(&rt, &db, 2), 2, "daemon log:\n{}", log_of());
+    assert_eq!(wait_rows(&rt, &db, 3), 3, "daemon log:\n{}", log_of());
     stop(daemon);
     let decided: Vec<(String, String)> = rt.block_on(async {
         let Store::Sqlite(pool) = Store::connect(&db).await.unwrap() else {
