@@ -323,8 +323,14 @@ impl Analysts {
     ) -> Result<llm::Reply, String> {
         let started = Instant::now();
         let result = tier.client.chat(messages, schema, tools, deadline).await;
-        tier.stats
-            .record(started.elapsed(), result.as_ref().map(|r| r.tokens).ok());
+        let took = started.elapsed();
+        tier.stats.record(took, result.as_ref().map(|r| r.tokens).ok());
+        tracing::debug!(
+            tier = tier.name,
+            latency_us = took.as_micros() as u64,
+            ok = result.is_ok(),
+            "analyst call"
+        );
         match result {
             Ok(r) => {
                 tier.control.success();

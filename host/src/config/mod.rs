@@ -6,9 +6,6 @@
 //! - Unknown sections and keys are errors naming the key (`deny_unknown_fields`), so a typo never
 //!   silently falls back to a default.
 //! - Secrets are never in the file: sections name the environment variables that hold them.
-//!
-//! Sections that later issues implement (`brain`, `tier1`, `tier2`, `intel`) are parsed and
-//! validated already so a configuration file is written once.
 
 pub mod duration;
 
@@ -267,7 +264,7 @@ fn default_tier2_url() -> String {
     "https://api.cerebras.ai/v1".into()
 }
 fn default_tier2_model() -> String {
-    "qwen-3-32b".into()
+    "gpt-oss-120b".into()
 }
 fn default_tier2_key_env() -> String {
     "CEREBRAS_API_KEY".into()
