@@ -43,11 +43,27 @@ pub struct MemoryBrain {
 impl Brain {
     /// Connects to `url` (`memory://`, `redis://…`, `rediss://…`); entries live for `ttl`.
     pub async fn connect(url: &str, ttl: Duration) -> anyhow::Result<Brain> {
+        Brain::connect_with_ca(url, ttl, None).await
+    }
+
+    /// As [`Brain::connect`]; a `rediss://` server's certificate is verified against `ca` (PEM) when
+    /// given, else against the bundled web PKI roots (Upstash).
+    pub async fn connect_with_ca(url: &str, ttl: Duration, ca: Option<&std::path::Path>) -> anyhow::Result<Brain> {
         if url.starts_with("memory:") {
             return Ok(Brain::Memory(Mutex::default(), ttl));
         }
-        let client =
-            redis::Client::open(url).map_err(|e| anyhow::anyhow!("brain url {}: {e}", crate::store::redact(url)))?;
+        let client = match ca {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("brain.ca_file {}: {e}", path.display()))?;
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                };
+                redis::Client::build_with_tls(url, certs)
+            }
+            None => redis::Client::open(url),
+        }
+        .map_err(|e| anyhow::anyhow!("brain url {}: {e}", crate::store::redact(url)))?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))
             .set_response_timeout(Some(REDIS_TIMEOUT))
@@ -268,5 +284,144 @@ mod tests {
         exercise(&b, &ip).await;
         let other = Brain::connect(url, Duration::from_secs(60)).await.unwrap();
         assert_eq!(other.history(&ip).await.len(), 2, "a second agent sees the same memory");
+    }
+
+    /// `rediss://` with a password, as Upstash serves it: a local redis-server with TLS only and a
+    /// self-signed certificate, trusted through `ca_file` (Upstash's certificates verify against the
+    /// bundled web PKI roots). Skipped without redis-server or openssl, unless `LOGSEC_REQUIRE_ALL=1`.
+    #[tokio::test]
+    async fn redis_brain_over_tls_with_a_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |name: &str| dir.path().join(name);
+        let (ca, cert, key) = (p("ca.pem"), p("cert.pem"), p("key.pem"));
+        std::fs::write(p("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+        // A private CA, and a server certificate it signs for 127.0.0.1.
+        let steps: [Vec<&str>; 3] = [
+            vec![
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=logsec test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+            vec![
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "server.csr",
+            ],
+            vec![
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                "cert.pem",
+            ],
+        ];
+        let made = steps.iter().try_fold(None, |_, args| {
+            let o = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()?;
+            if o.status.success() {
+                Ok(Some(o))
+            } else {
+                Err(std::io::Error::other(String::from_utf8_lossy(&o.stderr).into_owned()))
+            }
+        });
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = match made {
+            Ok(_) => std::process::Command::new("redis-server")
+                .args(["--port", "0", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args([
+                    "--tls-port",
+                    &port.to_string(),
+                    "--tls-auth-clients",
+                    "no",
+                    "--requirepass",
+                    "s3cret",
+                ])
+                .arg("--tls-cert-file")
+                .arg(&cert)
+                .arg("--tls-key-file")
+                .arg(&key)
+                .arg("--tls-ca-cert-file")
+                .arg(&ca)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map(Reaped),
+            Err(e) => Err(e),
+        };
+        let server = match server {
+            Ok(s) => s,
+            Err(e) if std::env::var("LOGSEC_REQUIRE_ALL").as_deref() != Ok("1") => {
+                eprintln!("skipped: needs openssl and redis-server: {e}");
+                return;
+            }
+            Err(e) => panic!("openssl and redis-server are required (LOGSEC_REQUIRE_ALL=1): {e}"),
+        };
+        let url = format!("rediss://default:s3cret@127.0.0.1:{port}/");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let brain = loop {
+            match Brain::connect_with_ca(&url, Duration::from_secs(60), Some(&ca)).await {
+                Ok(b) => break b,
+                Err(e) if Instant::now() > deadline => panic!("no TLS connection: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        exercise(&brain, "198.51.100.8").await;
+        let wrong = format!("rediss://default:wrong@127.0.0.1:{port}/");
+        let err = Brain::connect_with_ca(&wrong, Duration::from_secs(60), Some(&ca))
+            .await
+            .err()
+            .expect("a wrong password is refused");
+        assert!(
+            !format!("{err:#}").contains("wrong@"),
+            "the password is redacted: {err:#}"
+        );
+        let untrusted = Brain::connect(&url, Duration::from_secs(60)).await;
+        assert!(
+            untrusted.is_err(),
+            "a self-signed certificate is not trusted without ca_file"
+        );
+        drop(server);
+    }
+
+    struct Reaped(std::process::Child);
+
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }

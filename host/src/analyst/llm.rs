@@ -6,6 +6,8 @@
 //!   only while the deadline allows, so a caller never waits longer than its tier's timeout.
 //! - API keys go in headers only and never appear in errors or logs.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -36,6 +38,9 @@ pub struct ChatClient {
     api_key: Option<String>,
     keep_alive: String,
     http: reqwest::Client,
+    /// The server refused OpenAI's `json_schema` response format and takes the schema as
+    /// `{"type": "json_object", "schema": ...}` instead (llama-cpp-python's server).
+    schema_in_json_object: Arc<AtomicBool>,
 }
 
 /// A tool call the model asked for.
@@ -96,6 +101,7 @@ impl ChatClient {
             model: model.to_owned(),
             api_key,
             keep_alive: keep_alive.to_owned(),
+            schema_in_json_object: Arc::default(),
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .build()
@@ -166,20 +172,44 @@ impl ChatClient {
                     "max_completion_tokens": MAX_COMPLETION_TOKENS,
                 });
                 if let Some(s) = schema {
-                    body["response_format"] =
-                        json!({"type": "json_schema", "json_schema": {"name": "verdict", "strict": true, "schema": s}});
+                    body["response_format"] = self.response_format(s);
                 }
                 if let Some(t) = tools {
                     body["tools"] = t.clone();
                     body["tool_choice"] = json!("auto");
                 }
-                (format!("{}/chat/completions", self.base), body)
+                let url = format!("{}/chat/completions", self.base);
+                match self.post(&url, &body, deadline).await {
+                    // A server that does not know `json_schema` (llama-cpp-python answers a 500
+                    // naming `response_format`):
+                    // once more with the schema inside `json_object`, and remember.
+                    Err(ChatError::Http { status, message })
+                        if schema.is_some()
+                            && !self.schema_in_json_object.load(Ordering::Relaxed)
+                            && (matches!(status, 400 | 422) || message.contains("response_format")) =>
+                    {
+                        self.schema_in_json_object.store(true, Ordering::Relaxed);
+                        body["response_format"] = self.response_format(schema.expect("checked above"));
+                        let reply = self.post(&url, &body, deadline).await;
+                        if reply.is_err() {
+                            self.schema_in_json_object.store(false, Ordering::Relaxed);
+                        }
+                        return openai_reply(&reply?);
+                    }
+                    other => return openai_reply(&other?),
+                }
             }
         };
-        let body = self.post(&url, &body, deadline).await?;
-        match self.provider {
-            Provider::Ollama => ollama_reply(&body),
-            Provider::OpenAi => openai_reply(&body),
+        ollama_reply(&self.post(&url, &body, deadline).await?)
+    }
+
+    /// OpenAI's strict `json_schema` response format, or the schema inside `json_object` for
+    /// servers that only know that form.
+    fn response_format(&self, schema: &Value) -> Value {
+        if self.schema_in_json_object.load(Ordering::Relaxed) {
+            json!({"type": "json_object", "schema": schema})
+        } else {
+            json!({"type": "json_schema", "json_schema": {"name": "verdict", "strict": true, "schema": schema}})
         }
     }
 
@@ -222,7 +252,8 @@ impl ChatClient {
                             return Err(ChatError::QuotaSpent(reset));
                         }
                         retry_after(&headers).unwrap_or(backoff)
-                    } else if status.is_server_error() && attempt < MAX_ATTEMPTS {
+                    } else if status.is_server_error() && attempt < MAX_ATTEMPTS && !message.contains("response_format")
+                    {
                         backoff
                     } else {
                         return Err(ChatError::Http {

@@ -55,7 +55,7 @@ async fn brain_memory(config: &Config, ip: &str) -> Value {
     if config.brain.url.starts_with("memory:") {
         return Value::Null;
     }
-    match Brain::connect(&config.brain.url, config.brain.ttl.0).await {
+    match Brain::connect_with_ca(&config.brain.url, config.brain.ttl.0, config.brain.ca_file.as_deref()).await {
         Ok(brain) => json!({
             "monitoring": brain.history(ip).await,
             "abuseipdb": brain.get("abuseipdb", ip, None).await,

@@ -197,7 +197,9 @@ impl Agent {
 
     /// The analysts of `config` and the brain they share, or `None` without `[tier1]`/`[tier2]`.
     pub(super) async fn analysis(&self, config: &Config, log_time: bool) -> anyhow::Result<Option<Analysis>> {
-        let brain = match Brain::connect(&config.brain.url, config.brain.ttl.0).await {
+        let brain = match Brain::connect_with_ca(&config.brain.url, config.brain.ttl.0, config.brain.ca_file.as_deref())
+            .await
+        {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "the brain is unreachable; using an in-process brain (not shared with other agents)");

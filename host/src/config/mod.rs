@@ -151,6 +151,9 @@ pub struct BrainConfig {
     /// Requests from one address scoring below `escalate_at` (but above 0) within `ttl` that
     /// together go to the analysts.
     pub correlate_after: u32,
+    /// PEM file of the CA that signed a `rediss://` server's certificate (self-hosted Redis with a
+    /// private CA); without it the bundled web PKI roots are used (Upstash).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for BrainConfig {
@@ -159,6 +162,7 @@ impl Default for BrainConfig {
             url: "memory://".into(),
             ttl: HumanDuration::secs(3600),
             correlate_after: 3,
+            ca_file: None,
         }
     }
 }

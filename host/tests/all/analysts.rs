@@ -344,7 +344,16 @@ fn a_real_small_model_answers_through_the_openai_api() {
         .expect("start llama_cpp.server");
     let _server = KillOnDrop(server);
     let deadline = Instant::now() + Duration::from_secs(180);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    // Ready when GET /v1/models answers 200 (the port opens before the model is loaded).
+    let ready = || {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        write!(c, "GET /v1/models HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").ok()?;
+        let mut head = String::new();
+        c.read_to_string(&mut head).ok()?;
+        head.starts_with("HTTP/1.1 200").then_some(())
+    };
+    while ready().is_none() {
         assert!(Instant::now() < deadline, "llama_cpp.server did not come up");
         std::thread::sleep(Duration::from_millis(200));
     }
