@@ -91,10 +91,26 @@ impl Control {
             }
             s.started_in_window += 1;
         }
-        match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(Ticket { _permit: permit }),
-            _ => Err(Declined::Busy),
+        let permit = match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(Declined::Busy),
+        };
+        // The circuit may have opened while this request waited for its slot.
+        let now = Instant::now();
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.open_until.is_some_and(|t| now < t) || s.resting_until.is_some_and(|t| now < t) {
+            return Err(Declined::CircuitOpen);
         }
+        Ok(Ticket { _permit: permit })
+    }
+
+    /// Whether a request would be admitted now (budget left, circuit closed); takes nothing.
+    pub fn open_for_calls(&self) -> bool {
+        let now = Instant::now();
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let resting = s.open_until.is_some_and(|t| now < t) || s.resting_until.is_some_and(|t| now < t);
+        let budget_left = now.duration_since(s.window_start) >= MINUTE || s.started_in_window < self.per_minute;
+        !resting && budget_left
     }
 
     /// Records a call that answered.
@@ -118,6 +134,18 @@ impl Control {
             }
             s.open_until = Some(Instant::now() + BREAKER_COOL_DOWN);
         }
+    }
+
+    /// Opens the circuit at once (the server refuses connections).
+    pub fn open_now(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.open_until.is_none_or(|t| Instant::now() >= t) {
+            tracing::warn!(
+                cool_down_s = BREAKER_COOL_DOWN.as_secs(),
+                "analyst refuses connections; circuit opened"
+            );
+        }
+        s.open_until = Some(Instant::now() + BREAKER_COOL_DOWN);
     }
 
     /// The provider said to wait (a day's quota spent): decline until `until`.

@@ -14,6 +14,10 @@ use serde_json::{Value, json};
 
 /// Attempts per call (the first and the retries).
 const MAX_ATTEMPTS: u32 = 4;
+/// Attempts when the connection is refused, and the pause between them: a server that is just
+/// starting gets a moment; one that is down costs little (the circuit then opens at once).
+const CONNECT_ATTEMPTS: u32 = 2;
+const CONNECT_RETRY: Duration = Duration::from_millis(300);
 /// First pause after a 5xx or a transport error; doubles each time.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Tokens an OpenAI-compatible server may generate per answer (low values also keep providers'
@@ -84,6 +88,9 @@ pub enum ChatError {
         /// The server's error message.
         message: String,
     },
+    /// Nothing accepted the connection.
+    #[error("unreachable (connection refused): {0}")]
+    Refused(String),
     /// The server could not be reached or broke the connection.
     #[error("unreachable: {0}")]
     Transport(String),
@@ -227,8 +234,14 @@ impl ChatClient {
             }
             let wait = match req.send().await {
                 Err(e) if e.is_timeout() => return Err(ChatError::Timeout),
-                // Nothing listens: retrying at once will not help (the breaker decides when to try again).
-                Err(e) if e.is_connect() => return Err(ChatError::Transport(without_url(&e))),
+                // Nothing listens: one quick retry covers a server (re)starting; beyond that the
+                // circuit breaker decides when to try again.
+                Err(e) if e.is_connect() => {
+                    if attempt >= CONNECT_ATTEMPTS {
+                        return Err(ChatError::Refused(without_url(&e)));
+                    }
+                    CONNECT_RETRY
+                }
                 Err(e) => {
                     if attempt == MAX_ATTEMPTS {
                         return Err(ChatError::Transport(without_url(&e)));

@@ -137,6 +137,14 @@ impl Analysts {
         }))
     }
 
+    /// Whether any tier would take a question now. When none would (budgets spent, circuits open),
+    /// requests fall back to the rules at once, without a question, a brain lookup or a pending
+    /// file: analysts that are down cost the pipeline nothing.
+    pub fn available(&self) -> bool {
+        self.tier1.as_ref().is_some_and(|(t, ..)| t.control.open_for_calls())
+            || self.tier2.as_ref().is_some_and(|(t, _)| t.control.open_for_calls())
+    }
+
     /// The brain the analysts share.
     pub fn brain(&self) -> &Arc<Brain> {
         &self.brain
@@ -337,8 +345,11 @@ impl Analysts {
                 Ok(r)
             }
             Err(e) => {
-                if let ChatError::QuotaSpent(reset) = &e {
-                    tier.control.rest_until(Instant::now() + *reset);
+                match &e {
+                    ChatError::QuotaSpent(reset) => tier.control.rest_until(Instant::now() + *reset),
+                    // Nobody listens: the requests queued behind this one need not find out one by one.
+                    ChatError::Refused(_) => tier.control.open_now(),
+                    _ => {}
                 }
                 tier.control.failure();
                 tracing::warn!(tier = tier.name, model = tier.client.model(), error = %e, "analyst call failed");

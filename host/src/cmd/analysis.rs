@@ -142,6 +142,10 @@ impl Analysis {
                     now.push(fallback(row, "too many questions open"));
                     continue;
                 }
+                None if !self.analysts.available() => {
+                    now.push(fallback(row, "no tier available (budget spent or unreachable)"));
+                    continue;
+                }
                 None => {
                     let id = self.ask(f);
                     self.by_key.insert(key, id);
@@ -178,6 +182,9 @@ impl Analysis {
     /// `correlate_after` within the brain's ttl comes back from [`Analysis::next_correlated`] to be
     /// put to the analysts. (Counted in its own task: a slow brain never holds the pipeline.)
     pub(super) fn note(&self, mut row: Row, f: Flagged) {
+        if !self.analysts.available() {
+            return;
+        }
         let (brain, tx, after) = (
             self.analysts.brain().clone(),
             self.correlated_tx.clone(),
