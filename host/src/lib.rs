@@ -4,6 +4,7 @@
 pub mod analyst;
 pub mod cmd;
 pub mod config;
+pub mod enforce;
 pub mod http;
 pub mod lines;
 pub mod metrics;

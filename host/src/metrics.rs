@@ -21,6 +21,8 @@ pub struct Metrics {
     gauges: Mutex<BTreeMap<&'static str, (u64, &'static str)>>,
     /// Rows written to the store.
     pub rows_stored: std::sync::atomic::AtomicU64,
+    /// The enforcer's counters, when a firewall backend runs.
+    pub enforce: std::sync::OnceLock<std::sync::Arc<crate::enforce::EnforceStats>>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -135,6 +137,20 @@ impl Metrics {
             "logsec_rows_stored_total {}",
             self.rows_stored.load(std::sync::atomic::Ordering::Relaxed)
         );
+        if let Some(e) = self.enforce.get() {
+            use std::sync::atomic::Ordering::Relaxed;
+            for (name, help, kind, value) in [
+                ("logsec_bans_applied_total", "Bans written to the firewall.", "counter", &e.applied),
+                ("logsec_bans_verified_total", "Bans read back from the firewall after being written.", "counter", &e.verified),
+                ("logsec_bans_failed_total", "Bans that did not take (alert on any).", "counter", &e.failed),
+                ("logsec_bans_restored_total", "Bans restored from the store at start-up.", "counter", &e.restored),
+                ("logsec_bans_healed_total", "Bans re-added because the firewall had lost them.", "counter", &e.healed),
+                ("logsec_bans_active", "Bans in force.", "gauge", &e.active),
+            ] {
+                header(&mut out, name, help, kind);
+                let _ = writeln!(out, "{name} {}", value.load(Relaxed));
+            }
+        }
         for (name, (value, help)) in self.gauges.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             header(&mut out, name, help, "gauge");
             let _ = writeln!(out, "{name} {value}");

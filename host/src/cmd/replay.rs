@@ -148,6 +148,8 @@ pub fn replay(
         dry_run: agent.dry_run,
         log_time: true,
         announce: show_decisions,
+        enforcer: None,
+        ban_ttl_ms: 0,
     };
     let stored = rt.block_on(async {
         let r = stage

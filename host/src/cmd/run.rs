@@ -274,6 +274,19 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let mut spool = Spool::open(&agent.data_dir)?;
     rt.block_on(drain_spool(&mut spool, &mut db));
     let mut analysis = rt.block_on(agent.analysis(&config, false))?;
+    let ban_ttl_ms = i64::try_from(config.response.ban_ttl.0.as_millis()).unwrap_or(i64::MAX);
+    let enforcer = match config.response.backend.as_str() {
+        "log" => None,
+        "nftables" => {
+            let restore = rt.block_on(bans_to_restore(&mut db, ban_ttl_ms));
+            let e = crate::enforce::Enforcer::nftables(restore, agent.settings.allowlist.clone())?;
+            let _ = agent.metrics.enforce.set(e.stats.clone());
+            Some(e)
+        }
+        other => anyhow::bail!(
+            "response.backend {other:?} is not available in this version; use \"log\" (dry run) or \"nftables\""
+        ),
+    };
     if !config.http.listen.is_empty() {
         rt.block_on(crate::http::serve(
             &config.http.listen,
@@ -303,6 +316,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         dry_run: agent.dry_run,
         log_time: false,
         announce: true,
+        enforcer: enforcer.as_ref(),
+        ban_ttl_ms,
     };
     rt.block_on(stage.run(&mut db, &mut spool, done_rx, Some(&checkpoints), &stop, &mut analysis))?;
     rt.block_on(drain_spool(&mut spool, &mut db));
@@ -316,6 +331,31 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     rt.block_on(db.close());
     tracing::info!("logsec stopped");
     Ok(())
+}
+
+/// The bans the store holds that have time left: the latest block of each address plus `ban_ttl`.
+async fn bans_to_restore(db: &mut Db, ban_ttl_ms: i64) -> Vec<crate::enforce::Ban> {
+    let now = crate::store::time::now_ms();
+    let Some(store) = db.get().await else {
+        tracing::warn!("the store is unreachable: no bans to restore until it answers");
+        return Vec::new();
+    };
+    match store.blocked_since(now.saturating_sub(ban_ttl_ms)).await {
+        Ok(rows) => rows
+            .into_iter()
+            .filter_map(|(ip, last)| {
+                Some(crate::enforce::Ban {
+                    ip: ip.parse().ok()?,
+                    until_ms: last.saturating_add(ban_ttl_ms),
+                })
+            })
+            .filter(|b| b.until_ms > now)
+            .collect(),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "cannot read the bans to restore");
+            Vec::new()
+        }
+    }
 }
 
 fn tail_loop(

@@ -107,6 +107,10 @@ pub(super) struct StoreStage<'a> {
     pub(super) log_time: bool,
     /// Print each decision on stdout.
     pub(super) announce: bool,
+    /// The firewall backend, when one runs (not in a dry run or a replay).
+    pub(super) enforcer: Option<&'a crate::enforce::Enforcer>,
+    /// How long a ban lasts.
+    pub(super) ban_ttl_ms: i64,
 }
 
 impl StoreStage<'_> {
@@ -374,6 +378,9 @@ impl StoreStage<'_> {
         }
         for r in rows {
             self.metrics.decision(&r.decided_by);
+            if let (Some(e), "block") = (self.enforcer, r.action.as_str()) {
+                e.ban(&r.ip_address, r.created_at_ms + self.ban_ttl_ms);
+            }
             if self.announce {
                 announce(r, self.dry_run);
             }

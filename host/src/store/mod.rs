@@ -246,6 +246,32 @@ impl Store {
         })
     }
 
+    /// Addresses blocked since `since_ms`, each with the time of its latest block (Unix ms): the
+    /// bans to restore at start-up.
+    pub async fn blocked_since(&self, since_ms: i64) -> anyhow::Result<Vec<(String, i64)>> {
+        let since = time::rfc3339(since_ms);
+        Ok(match self {
+            Store::Sqlite(p) => {
+                sqlx::query_as(
+                    "SELECT ip_address, CAST(ROUND((julianday(MAX(created_at)) - 2440587.5) * 86400000) AS INTEGER) \
+                     FROM analyzed_requests WHERE action = 'block' AND created_at >= ? GROUP BY ip_address",
+                )
+                .bind(since)
+                .fetch_all(p)
+                .await?
+            }
+            Store::Postgres(p) => {
+                sqlx::query_as(
+                    "SELECT ip_address, (EXTRACT(EPOCH FROM MAX(created_at)) * 1000)::BIGINT \
+                     FROM analyzed_requests WHERE action = 'block' AND created_at >= $1::timestamptz GROUP BY ip_address",
+                )
+                .bind(since)
+                .fetch_all(p)
+                .await?
+            }
+        })
+    }
+
     /// Number of stored rows.
     pub async fn count(&self) -> anyhow::Result<i64> {
         Ok(match self {
