@@ -140,11 +140,36 @@ impl Metrics {
         if let Some(e) = self.enforce.get() {
             use std::sync::atomic::Ordering::Relaxed;
             for (name, help, kind, value) in [
-                ("logsec_bans_applied_total", "Bans written to the firewall.", "counter", &e.applied),
-                ("logsec_bans_verified_total", "Bans read back from the firewall after being written.", "counter", &e.verified),
-                ("logsec_bans_failed_total", "Bans that did not take (alert on any).", "counter", &e.failed),
-                ("logsec_bans_restored_total", "Bans restored from the store at start-up.", "counter", &e.restored),
-                ("logsec_bans_healed_total", "Bans re-added because the firewall had lost them.", "counter", &e.healed),
+                (
+                    "logsec_bans_applied_total",
+                    "Bans written to the firewall.",
+                    "counter",
+                    &e.applied,
+                ),
+                (
+                    "logsec_bans_verified_total",
+                    "Bans read back from the firewall after being written.",
+                    "counter",
+                    &e.verified,
+                ),
+                (
+                    "logsec_bans_failed_total",
+                    "Bans that did not take (alert on any).",
+                    "counter",
+                    &e.failed,
+                ),
+                (
+                    "logsec_bans_restored_total",
+                    "Bans restored from the store at start-up.",
+                    "counter",
+                    &e.restored,
+                ),
+                (
+                    "logsec_bans_healed_total",
+                    "Bans re-added because the firewall had lost them.",
+                    "counter",
+                    &e.healed,
+                ),
                 ("logsec_bans_active", "Bans in force.", "gauge", &e.active),
             ] {
                 header(&mut out, name, help, kind);

@@ -102,11 +102,21 @@ fn enforce_loop(nft: Nft, rx: Receiver<Ban>, restore: Vec<Ban>, allowlist: &Allo
         *until = (*until).max(b.until_ms);
     }
     if !active.is_empty() {
-        let all: Vec<Ban> = active.iter().map(|(ip, until)| Ban { ip: *ip, until_ms: *until }).collect();
+        let all: Vec<Ban> = active
+            .iter()
+            .map(|(ip, until)| Ban {
+                ip: *ip,
+                until_ms: *until,
+            })
+            .collect();
         match nft.apply(&elements(&all)) {
             Ok(()) => {
                 stats.restored.fetch_add(all.len() as u64, Ordering::Relaxed);
-                tracing::info!(bans = all.len(), ms = started.elapsed().as_millis() as u64, "bans restored from the store");
+                tracing::info!(
+                    bans = all.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "bans restored from the store"
+                );
             }
             Err(e) => tracing::error!(error = %e, "restoring bans failed; retrying at the next reconcile"),
         }
@@ -190,12 +200,18 @@ fn reconcile(nft: &Nft, active: &HashMap<IpAddr, i64>, stats: &EnforceStats) {
     let missing: Vec<Ban> = active
         .iter()
         .filter(|(ip, _)| !present.contains(ip))
-        .map(|(ip, until)| Ban { ip: *ip, until_ms: *until })
+        .map(|(ip, until)| Ban {
+            ip: *ip,
+            until_ms: *until,
+        })
         .collect();
     if missing.is_empty() {
         return;
     }
-    tracing::warn!(missing = missing.len(), "bans missing from the firewall; re-adding them");
+    tracing::warn!(
+        missing = missing.len(),
+        "bans missing from the firewall; re-adding them"
+    );
     match nft.apply(&elements(&missing)) {
         Ok(()) => {
             stats.healed.fetch_add(missing.len() as u64, Ordering::Relaxed);

@@ -124,7 +124,10 @@ impl Nft {
         if out.status.success() {
             Ok(())
         } else {
-            Err(format!("nft refused the ruleset: {}", String::from_utf8_lossy(&out.stderr).trim()))
+            Err(format!(
+                "nft refused the ruleset: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
         }
     }
 }

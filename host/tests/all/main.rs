@@ -3,6 +3,7 @@
 mod analysts;
 mod cli;
 mod daemon;
+mod enforce;
 mod examples;
 mod fakes;
 mod pipeline;

@@ -1,0 +1,109 @@
+//! Enforcement with real nftables, inside a private user and network namespace (`unshare -Urn`) so
+//! the host's firewall is never touched. Client addresses live on the namespace's loopback; the
+//! daemon bans an attacker, which can then no longer connect to a local server, while an
+//! allowlisted address still can; bans come back after `nft flush ruleset` and a restart; they
+//! expire. Skipped without `nft`/`unshare` (fails under `LOGSEC_REQUIRE_ALL=1`).
+
+use std::process::Command;
+
+use super::{built_plugins, rules_file};
+
+/// Runs inside the namespace: $1 = logsec binary, $2 = work directory.
+const SCRIPT: &str = r#"
+set -u
+BIN=$1; W=$2
+ip link set lo up
+ip addr add 203.0.113.7/32 dev lo
+ip addr add 203.0.113.8/32 dev lo
+python3 -m http.server 18081 --bind 127.0.0.1 --directory "$W" >/dev/null 2>&1 & WEB=$!
+connects() {
+  python3 - "$1" <<'PY'
+import socket, sys
+s = socket.socket(); s.settimeout(0.5); s.bind((sys.argv[1], 0))
+try:
+    s.connect(("127.0.0.1", 18081)); sys.exit(0)
+except OSError:
+    sys.exit(1)
+PY
+}
+attack() { echo "$1 - - [25/Nov/2026:10:00:00 +0000] \"GET /item.php?id=1%27%20union%20select%20password%20from%20users-- HTTP/1.1\" 200 1 \"-\" \"sqlmap/1.8\"" >> "$W/logs/access.log"; }
+metric() { python3 -c "import urllib.request,sys; t=urllib.request.urlopen('http://127.0.0.1:18082/metrics').read().decode(); print(next((l.split()[1] for l in t.splitlines() if l.startswith(sys.argv[1]+' ')), 'missing'))" "$1"; }
+fail=0
+check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
+sleep 0.5
+check "the attacker connects before" "connects 203.0.113.7"
+"$BIN" run --config "$W/logsec.toml" >>"$W/daemon.log" 2>&1 & PID=$!
+for _ in $(seq 100); do metric logsec_bans_active >/dev/null 2>&1 && [ "$(metric logsec_bans_active)" != missing ] && break; sleep 0.1; done
+start=$(date +%s%N)
+attack 203.0.113.7; attack 203.0.113.8
+for _ in $(seq 100); do connects 203.0.113.7 || break; sleep 0.02; done
+echo "cut off after $(( ($(date +%s%N) - start) / 1000000 )) ms"
+check "the attacker is cut off" "! connects 203.0.113.7"
+check "the allowlisted address still connects" "connects 203.0.113.8"
+check "the ban was read back" "[ \"\$(metric logsec_bans_verified_total)\" = 1 ]"
+check "the table is logsec's own" "nft -j list table inet logsec | grep -q 203.0.113.7"
+kill -9 $PID; wait $PID 2>/dev/null
+nft flush ruleset
+check "a flushed ruleset lets the attacker in" "connects 203.0.113.7"
+"$BIN" run --config "$W/logsec.toml" >>"$W/daemon.log" 2>&1 & PID=$!
+for _ in $(seq 100); do connects 203.0.113.7 || break; sleep 0.05; done
+check "the ban is restored at start-up" "! connects 203.0.113.7"
+check "restored from the store" "[ \"\$(metric logsec_bans_restored_total)\" = 1 ]"
+nft flush ruleset
+for _ in $(seq 160); do connects 203.0.113.7 || break; sleep 0.05; done
+check "a ruleset flushed while running heals" "! connects 203.0.113.7"
+for _ in $(seq 400); do connects 203.0.113.7 && break; sleep 0.05; done
+check "the ban expires" "connects 203.0.113.7"
+kill -TERM $PID; wait $PID
+check "SIGTERM exits 0" "[ $? -eq 0 ]"
+kill $WEB
+exit $fail
+"#;
+
+#[test]
+fn nftables_bans_restores_heals_and_expires() {
+    let usable = Command::new("unshare")
+        .args(["-Urn", "nft", "list", "ruleset"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !usable {
+        assert_ne!(
+            std::env::var("LOGSEC_REQUIRE_ALL").as_deref(),
+            Ok("1"),
+            "nft and unshare -Urn are required (LOGSEC_REQUIRE_ALL=1)"
+        );
+        eprintln!("skipped: needs nftables (nft) and unprivileged user namespaces (unshare -Urn)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    std::fs::create_dir_all(w.join("logs")).unwrap();
+    std::fs::write(w.join("logs/access.log"), "").unwrap();
+    std::fs::write(
+        w.join("logsec.toml"),
+        format!(
+            "[agent]\ndata_dir = {:?}\nplugin_dir = {:?}\nrules = {:?}\n\n[[sources]]\npath = {:?}\nread_from = \"beginning\"\n\n\
+             [response]\nbackend = \"nftables\"\nban_ttl = \"14s\"\nallowlist = [\"127.0.0.0/8\", \"203.0.113.8/32\"]\n\n\
+             [http]\nlisten = \"127.0.0.1:18082\"\n",
+            w.join("data"),
+            built_plugins(),
+            rules_file(),
+            w.join("logs/*.log")
+        ),
+    )
+    .unwrap();
+    let out = Command::new("unshare")
+        .args(["-Urn", "bash", "-c", SCRIPT, "enforce"])
+        .arg(env!("CARGO_BIN_EXE_logsec"))
+        .arg(w)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert!(
+        out.status.success(),
+        "{text}\n{}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(w.join("daemon.log")).unwrap_or_default()
+    );
+}
