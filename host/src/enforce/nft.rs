@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 
 /// The table logsec owns.
 pub const TABLE: &str = "logsec";
+/// Elements per `nft` transaction: 8,000 addresses in one batch exceed the netlink message limit.
+const ELEMENTS_PER_TRANSACTION: usize = 2000;
 /// Priority of logsec's input chain: before the usual filter chains (priority 0).
 const PRIORITY: i32 = -10;
 
@@ -66,16 +68,33 @@ impl Nft {
         ]
     }
 
-    /// Creates the table (if needed) and adds `elements`, all in one transaction.
+    /// Creates the table (if needed) and adds `elements`: one transaction per
+    /// [`ELEMENTS_PER_TRANSACTION`] (the kernel refuses larger netlink batches; 10,000 bans take
+    /// five transactions, about 50 ms).
     pub fn apply(&self, elements: &[Element]) -> Result<(), String> {
+        let live: Vec<&Element> = elements.iter().filter(|e| e.timeout_s > 0).collect();
+        let mut chunks = live.chunks(ELEMENTS_PER_TRANSACTION);
         let mut commands = Self::table_commands();
-        for e in elements.iter().filter(|e| e.timeout_s > 0) {
-            commands.push(json!({"add": {"element": {
-                "family": "inet", "table": TABLE, "name": set_name(&e.ip),
-                "elem": [{"elem": {"val": e.ip.to_string(), "timeout": e.timeout_s}}]
-            }}}));
+        loop {
+            let chunk = chunks.next().unwrap_or_default();
+            for set in ["ban4", "ban6"] {
+                let elem: Vec<Value> = chunk
+                    .iter()
+                    .filter(|e| set_name(&e.ip) == set)
+                    .map(|e| json!({"elem": {"val": e.ip.to_string(), "timeout": e.timeout_s}}))
+                    .collect();
+                if !elem.is_empty() {
+                    commands.push(
+                        json!({"add": {"element": {"family": "inet", "table": TABLE, "name": set, "elem": elem}}}),
+                    );
+                }
+            }
+            self.run(&json!({"nftables": commands}))?;
+            if chunks.len() == 0 {
+                return Ok(());
+            }
+            commands = Vec::new();
         }
-        self.run(&json!({"nftables": commands}))
     }
 
     /// The addresses in logsec's sets now (empty when the table is gone).
