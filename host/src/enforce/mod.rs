@@ -9,6 +9,7 @@
 //! - Every ban is read back from the firewall; a ban that did not take is logged and counted, and
 //!   retried at the next reconcile.
 //! - Allowlisted addresses are never banned, whatever decided the block.
+//! - A later block of a banned address lengthens its ban in the firewall too.
 //! - A failing backend (permission, missing binary) is reported and retried; analysis goes on.
 
 pub mod nft;
@@ -132,18 +133,28 @@ fn enforce_loop(nft: Nft, rx: Receiver<Ban>, restore: Vec<Ban>, allowlist: &Allo
         fresh.extend(rx.try_iter());
         let now = time::now_ms();
         active.retain(|_, until| *until > now);
-        let mut new = Vec::new();
+        let (mut new, mut renewed) = (Vec::new(), Vec::new());
         for b in fresh {
             let until = active.entry(b.ip).or_insert(0);
             if b.until_ms > *until {
                 if *until <= now {
                     new.push(b);
+                } else {
+                    renewed.push(b);
                 }
                 *until = b.until_ms;
             }
         }
+        // Only one entry per address, with its latest end.
+        renewed.retain(|b| active.get(&b.ip) == Some(&b.until_ms));
+        renewed.dedup_by_key(|b| b.ip);
         if !new.is_empty() {
             apply_and_verify(&nft, &new, stats);
+        }
+        if !renewed.is_empty()
+            && let Err(e) = nft.renew(&elements(&renewed))
+        {
+            tracing::warn!(error = %e, bans = renewed.len(), "lengthening bans failed; the reconcile re-adds them when they lapse");
         }
         if last_reconcile.elapsed() >= RECONCILE_EVERY {
             last_reconcile = Instant::now();

@@ -97,6 +97,37 @@ impl Nft {
         }
     }
 
+    /// Gives `elements`, already in the sets, their new timeouts: delete and add in one transaction
+    /// (adding an element that exists keeps its old timeout). When one of them is no longer there
+    /// (the set was flushed) the transaction fails as a whole and they are simply added.
+    pub fn renew(&self, elements: &[Element]) -> Result<(), String> {
+        let live: Vec<&Element> = elements.iter().filter(|e| e.timeout_s > 0).collect();
+        for chunk in live.chunks(ELEMENTS_PER_TRANSACTION) {
+            let mut commands = Vec::new();
+            for set in ["ban4", "ban6"] {
+                let mine: Vec<&&Element> = chunk.iter().filter(|e| set_name(&e.ip) == set).collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                let vals: Vec<Value> = mine.iter().map(|e| json!(e.ip.to_string())).collect();
+                let elems: Vec<Value> = mine
+                    .iter()
+                    .map(|e| json!({"elem": {"val": e.ip.to_string(), "timeout": e.timeout_s}}))
+                    .collect();
+                commands.push(
+                    json!({"delete": {"element": {"family": "inet", "table": TABLE, "name": set, "elem": vals}}}),
+                );
+                commands
+                    .push(json!({"add": {"element": {"family": "inet", "table": TABLE, "name": set, "elem": elems}}}));
+            }
+            if self.run(&json!({"nftables": commands})).is_err() {
+                let owned: Vec<Element> = chunk.iter().map(|e| **e).collect();
+                self.apply(&owned)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The addresses in logsec's sets now (empty when the table is gone).
     pub fn list(&self) -> Result<Vec<IpAddr>, String> {
         let out = Command::new(&self.binary)

@@ -42,6 +42,12 @@ check "the attacker is cut off" "! connects 203.0.113.7"
 check "the allowlisted address still connects" "connects 203.0.113.8"
 check "the ban was read back" "[ \"\$(metric logsec_bans_verified_total)\" = 1 ]"
 check "the table is logsec's own" "nft -j list table inet logsec | grep -q 203.0.113.7"
+expires() { nft -j list set inet logsec ban4 | python3 -c "import json,sys; d=json.load(sys.stdin); print(max(e['elem']['expires'] for i in d['nftables'] if 'set' in i for e in i['set'].get('elem', []) if isinstance(e, dict)))"; }
+sleep 3
+before=$(expires)
+attack 203.0.113.7
+for _ in $(seq 60); do [ "$(expires)" -gt "$before" ] && break; sleep 0.05; done
+check "a later attack lengthens the ban (expires $before -> $(expires) s)" "[ \"\$(expires)\" -gt \"$before\" ]"
 kill -9 $PID; wait $PID 2>/dev/null
 nft flush ruleset
 check "a flushed ruleset lets the attacker in" "connects 203.0.113.7"
