@@ -10,7 +10,6 @@
 //!   warning, and analysis goes on.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -204,13 +203,9 @@ fn value_key(kind: &str, ip: &str, signature: Option<&str>) -> Option<String> {
     })
 }
 
-/// The canonical text of an address (IPv4-mapped IPv6 as IPv4, brackets removed).
+/// The canonical text of an address ([`crate::pipeline::memory::canonical`], as text).
 pub fn canonical(ip: &str) -> Option<String> {
-    let ip: IpAddr = ip.trim().trim_start_matches('[').trim_end_matches(']').parse().ok()?;
-    Some(match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4).to_string(),
-        v4 => v4.to_string(),
-    })
+    crate::pipeline::memory::canonical(ip).map(|a| a.to_string())
 }
 
 /// A short hex digest of `s`.

@@ -345,7 +345,7 @@ async fn bans_to_restore(db: &mut Db, ban_ttl_ms: i64) -> Vec<crate::enforce::Ba
             .into_iter()
             .filter_map(|(ip, last)| {
                 Some(crate::enforce::Ban {
-                    ip: ip.parse().ok()?,
+                    ip: crate::pipeline::memory::canonical(&ip)?,
                     until_ms: last.saturating_add(ban_ttl_ms),
                 })
             })

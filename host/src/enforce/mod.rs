@@ -81,10 +81,10 @@ impl Enforcer {
 
     /// Bans `ip` until `until_ms` (ignored for allowlisted or unparsable addresses, or a time past).
     pub fn ban(&self, ip: &str, until_ms: i64) {
-        let Some(ip) = crate::analyst::brain::canonical(ip).and_then(|s| s.parse::<IpAddr>().ok()) else {
+        let Some(ip) = crate::pipeline::memory::canonical(ip) else {
             return;
         };
-        if self.allowlist.contains(&ip.to_string()) || until_ms <= time::now_ms() {
+        if self.allowlist.contains_addr(ip) || until_ms <= time::now_ms() {
             return;
         }
         let _ = self.tx.send(Ban { ip, until_ms });
@@ -96,7 +96,7 @@ fn enforce_loop(nft: Nft, rx: Receiver<Ban>, restore: Vec<Ban>, allowlist: &Allo
     let started = Instant::now();
     let restore: Vec<Ban> = restore
         .into_iter()
-        .filter(|b| !allowlist.contains(&b.ip.to_string()))
+        .filter(|b| !allowlist.contains_addr(b.ip))
         .collect();
     for b in &restore {
         let until = active.entry(b.ip).or_insert(b.until_ms);

@@ -89,7 +89,12 @@ impl Allowlist {
 
     /// Whether `ip` (as logged) is allowlisted. Text that is not an address is not.
     pub fn contains(&self, ip: &str) -> bool {
-        !self.blocks.is_empty() && canonical(ip).is_some_and(|a| self.blocks.iter().any(|b| b.contains(a)))
+        !self.blocks.is_empty() && canonical(ip).is_some_and(|a| self.contains_addr(a))
+    }
+
+    /// Whether the canonical address `a` is allowlisted.
+    pub fn contains_addr(&self, a: IpAddr) -> bool {
+        self.blocks.iter().any(|b| b.contains(a))
     }
 }
 
