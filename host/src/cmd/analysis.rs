@@ -328,15 +328,11 @@ impl Analysis {
     /// Puts a blocked address into the request cache.
     fn remember(&self, ip: &str, score: u8, threat_type: &str, request: &Request) {
         if let Some(cache) = &self.settings.cache {
-            let now = match (self.settings.log_clock, request.timestamp_ms) {
-                (true, Some(t)) => t,
-                _ => time::now_ms(),
-            };
             let verdict = CachedVerdict {
                 score,
                 threat_type: threat_type.to_owned(),
             };
-            cache.insert(ip, verdict, now);
+            cache.insert(ip, verdict, self.settings.cache_time(request, time::now_ms()));
         }
     }
 }

@@ -94,10 +94,7 @@ impl Enforcer {
 fn enforce_loop(nft: Nft, rx: Receiver<Ban>, restore: Vec<Ban>, allowlist: &Allowlist, stats: &EnforceStats) {
     let mut active: HashMap<IpAddr, i64> = HashMap::new();
     let started = Instant::now();
-    let restore: Vec<Ban> = restore
-        .into_iter()
-        .filter(|b| !allowlist.contains_addr(b.ip))
-        .collect();
+    let restore: Vec<Ban> = restore.into_iter().filter(|b| !allowlist.contains_addr(b.ip)).collect();
     for b in &restore {
         let until = active.entry(b.ip).or_insert(b.until_ms);
         *until = (*until).max(b.until_ms);

@@ -42,6 +42,16 @@ pub struct Settings {
     pub analysts: bool,
 }
 
+impl Settings {
+    /// The request cache's time for `r` (Unix ms): its own log time in a replay, else `wall`.
+    pub fn cache_time(&self, r: &Request, wall: i64) -> i64 {
+        match (self.log_clock, r.timestamp_ms) {
+            (true, Some(t)) => t,
+            _ => wall,
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -174,18 +184,18 @@ impl Worker {
         let parsed = self.slots.call(&runtime, parser, lines, Instance::parse_batch);
 
         let wall = crate::store::time::now_ms();
-        let log_clock = self.settings.log_clock;
-        let now = move |r: &Request| match (log_clock, r.timestamp_ms) {
-            (true, Some(t)) => t,
-            _ => wall,
-        };
         let mut outcomes = Vec::with_capacity(lines.len());
         let mut requests = Vec::new();
         let mut request_line = Vec::new();
         for (i, result) in parsed.into_iter().enumerate() {
             outcomes.push(match result {
                 Ok(ParseResult::Request(r)) if self.settings.allowlist.contains(&r.ip) => Outcome::Allowed,
-                Ok(ParseResult::Request(r)) => match self.settings.cache.as_ref().and_then(|c| c.get(&r.ip, now(&r))) {
+                Ok(ParseResult::Request(r)) => match self
+                    .settings
+                    .cache
+                    .as_ref()
+                    .and_then(|c| c.get(&r.ip, self.settings.cache_time(&r, wall)))
+                {
                     Some(verdict) => cached(r, verdict),
                     None => {
                         requests.push(r);
@@ -253,7 +263,11 @@ impl Worker {
                     score: assessment.score,
                     threat_type: top.map(|f| f.category.clone()).unwrap_or_default(),
                 };
-                cache.insert(&assessment.request.ip, verdict, now(&assessment.request));
+                cache.insert(
+                    &assessment.request.ip,
+                    verdict,
+                    self.settings.cache_time(&assessment.request, wall),
+                );
             }
             outcomes[request_line[i]] = Outcome::Flagged(Box::new(Flagged {
                 request: assessment.request,
