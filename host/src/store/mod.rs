@@ -114,57 +114,42 @@ impl Store {
     /// Checks that `url` names a store logsec can use, without connecting: a wrong URL is a
     /// configuration error to report at start-up, an unreachable store is an outage to wait out.
     pub fn check_url(url: &str) -> anyhow::Result<()> {
-        if url.starts_with("sqlite:") {
-            SqliteConnectOptions::from_str(url).with_context(|| format!("invalid store url {}", redact(url)))?;
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            PgConnectOptions::from_str(url).with_context(|| format!("invalid store url {}", redact(url)))?;
-        } else {
-            anyhow::bail!(
-                "store url must start with sqlite:// or postgres://, got {}",
-                redact(url)
-            )
-        }
-        Ok(())
+        parse_url(url).map(drop)
     }
 
     /// Connects to `url` and applies the migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Store> {
-        if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
-                .with_context(|| format!("invalid store url {}", redact(url)))?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(std::time::Duration::from_secs(10));
-            let pool = SqlitePoolOptions::new()
-                .max_connections(2)
-                .connect_with(options)
-                .await
-                .with_context(|| format!("cannot open {}", redact(url)))?;
-            sqlx::migrate!("migrations/sqlite")
-                .run(&pool)
-                .await
-                .context("migrating the SQLite store")?;
-            Ok(Store::Sqlite(pool))
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let options =
-                PgConnectOptions::from_str(url).with_context(|| format!("invalid store url {}", redact(url)))?;
-            let pool = PgPoolOptions::new()
-                .max_connections(4)
-                .acquire_timeout(std::time::Duration::from_secs(5))
-                .connect_with(options)
-                .await
-                .with_context(|| format!("cannot connect to {}", redact(url)))?;
-            sqlx::migrate!("migrations/postgres")
-                .run(&pool)
-                .await
-                .context("migrating the PostgreSQL store")?;
-            Ok(Store::Postgres(pool))
-        } else {
-            anyhow::bail!(
-                "store url must start with sqlite:// or postgres://, got {}",
-                redact(url)
-            )
+        match parse_url(url)? {
+            UrlOptions::Sqlite(options) => {
+                let options = options
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(std::time::Duration::from_secs(10));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(2)
+                    .connect_with(options)
+                    .await
+                    .with_context(|| format!("cannot open {}", redact(url)))?;
+                sqlx::migrate!("migrations/sqlite")
+                    .run(&pool)
+                    .await
+                    .context("migrating the SQLite store")?;
+                Ok(Store::Sqlite(pool))
+            }
+            UrlOptions::Postgres(options) => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(std::time::Duration::from_secs(5))
+                    .connect_with(options)
+                    .await
+                    .with_context(|| format!("cannot connect to {}", redact(url)))?;
+                sqlx::migrate!("migrations/postgres")
+                    .run(&pool)
+                    .await
+                    .context("migrating the PostgreSQL store")?;
+                Ok(Store::Postgres(pool))
+            }
         }
     }
 
@@ -294,6 +279,31 @@ impl Store {
             Store::Sqlite(p) => p.close().await,
             Store::Postgres(p) => p.close().await,
         }
+    }
+}
+
+/// A store URL, parsed for its database.
+enum UrlOptions {
+    Sqlite(SqliteConnectOptions),
+    Postgres(PgConnectOptions),
+}
+
+/// Parses `url` (`sqlite:…` or `postgres:`/`postgresql:…`) without connecting.
+fn parse_url(url: &str) -> anyhow::Result<UrlOptions> {
+    let invalid = || format!("invalid store url {}", redact(url));
+    if url.starts_with("sqlite:") {
+        Ok(UrlOptions::Sqlite(
+            SqliteConnectOptions::from_str(url).with_context(invalid)?,
+        ))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(UrlOptions::Postgres(
+            PgConnectOptions::from_str(url).with_context(invalid)?,
+        ))
+    } else {
+        anyhow::bail!(
+            "store url must start with sqlite:// or postgres://, got {}",
+            redact(url)
+        )
     }
 }
 
