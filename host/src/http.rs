@@ -11,7 +11,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::analyst::Analysts;
 use crate::metrics::Metrics;
 use crate::runtime::Registry;
 
@@ -21,12 +20,7 @@ pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Binds `listen` and serves until the runtime ends.
-pub async fn serve(
-    listen: &str,
-    metrics: Arc<Metrics>,
-    registry: Arc<Registry>,
-    analysts: Arc<std::sync::Mutex<Option<Arc<Analysts>>>>,
-) -> anyhow::Result<()> {
+pub async fn serve(listen: &str, metrics: Arc<Metrics>, registry: Arc<Registry>) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -36,7 +30,7 @@ pub async fn serve(
             let Ok((mut conn, _)) = listener.accept().await else {
                 continue;
             };
-            let (metrics, registry, analysts) = (metrics.clone(), registry.clone(), analysts.clone());
+            let (metrics, registry) = (metrics.clone(), registry.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; MAX_REQUEST_BYTES];
                 let mut len = 0;
@@ -62,17 +56,7 @@ pub async fn serve(
                 let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
                 let (status, body, kind) = match (method, path.split('?').next().unwrap_or("")) {
                     ("GET", "/healthz") => ("200 OK", "ok\n".to_owned(), "text/plain"),
-                    ("GET", "/metrics") => {
-                        let mut text = metrics.render(&registry);
-                        let tiers = analysts
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .as_ref()
-                            .map(|a| a.stats())
-                            .unwrap_or_default();
-                        crate::analyst::stats::TierStats::render(&tiers, &mut text);
-                        ("200 OK", text, "text/plain; version=0.0.4")
-                    }
+                    ("GET", "/metrics") => ("200 OK", metrics.render(&registry), "text/plain; version=0.0.4"),
                     (_, "/healthz" | "/metrics") => ("405 Method Not Allowed", String::new(), "text/plain"),
                     _ => ("404 Not Found", String::new(), "text/plain"),
                 };

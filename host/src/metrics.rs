@@ -23,6 +23,8 @@ pub struct Metrics {
     pub rows_stored: std::sync::atomic::AtomicU64,
     /// The enforcer's counters, when a firewall backend runs.
     pub enforce: std::sync::OnceLock<std::sync::Arc<crate::enforce::EnforceStats>>,
+    /// The analyst tiers' counters, when analysts are configured.
+    pub tiers: std::sync::OnceLock<Vec<(&'static str, std::sync::Arc<crate::analyst::stats::TierStats>)>>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -137,6 +139,9 @@ impl Metrics {
             "logsec_rows_stored_total {}",
             self.rows_stored.load(std::sync::atomic::Ordering::Relaxed)
         );
+        if let Some(tiers) = self.tiers.get() {
+            crate::analyst::stats::TierStats::render(tiers, &mut out);
+        }
         if let Some(e) = self.enforce.get() {
             use std::sync::atomic::Ordering::Relaxed;
             for (name, help, kind, value) in [

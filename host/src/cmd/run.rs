@@ -86,8 +86,6 @@ pub(super) struct Agent {
     pub(super) store_url: String,
     pub(super) metrics: Arc<Metrics>,
     pub(super) dry_run: bool,
-    /// The analysts, once [`Agent::analysis`] set them up (their statistics go to `/metrics`).
-    pub(super) analysts: Arc<Mutex<Option<Arc<Analysts>>>>,
     _watcher: watcher::Watcher,
 }
 
@@ -190,7 +188,6 @@ impl Agent {
             store_url,
             metrics: Arc::new(Metrics::default()),
             dry_run: config.response.backend == "log",
-            analysts: Arc::default(),
             _watcher: watcher,
         })
     }
@@ -210,7 +207,7 @@ impl Agent {
             return Ok(None);
         };
         let analysts = Arc::new(analysts);
-        *self.analysts.lock().unwrap_or_else(|p| p.into_inner()) = Some(analysts.clone());
+        let _ = self.metrics.tiers.set(analysts.stats());
         let analysis = Analysis::new(
             analysts,
             &self.data_dir,
@@ -292,7 +289,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             &config.http.listen,
             agent.metrics.clone(),
             agent.registry.clone(),
-            agent.analysts.clone(),
         ))?;
     }
     tracing::info!(store = %crate::store::redact(&agent.store_url), backend = %config.response.backend, "logsec running");
