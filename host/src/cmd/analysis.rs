@@ -118,7 +118,7 @@ impl Analysis {
     }
 
     /// Removes a pending file whose rows are stored.
-    pub(super) fn forget(&self, file: &Path) {
+    pub(super) fn forget(&mut self, file: &Path) {
         self.pending.remove(file);
     }
 

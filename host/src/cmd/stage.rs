@@ -194,7 +194,7 @@ async fn store_loop(
     let mut last_flush = Instant::now();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut spool_retry = tokio::time::interval(SPOOL_RETRY);
-    if let Some(a) = analysis.as_ref() {
+    if let Some(a) = analysis.as_mut() {
         for (file, rows) in a.leftovers()? {
             tracing::info!(
                 rows = rows.len(),

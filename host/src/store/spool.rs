@@ -22,6 +22,9 @@ use crate::tail::checkpoint::write_atomically;
 pub struct Spool {
     dir: PathBuf,
     next: u64,
+    /// Files waiting, counted as they come and go (the gauge reads it for every batch; the spool
+    /// is this value's only writer).
+    files: usize,
 }
 
 impl Spool {
@@ -34,11 +37,13 @@ impl Spool {
     pub fn open_named(data_dir: &Path, name: &str) -> anyhow::Result<Spool> {
         let dir = data_dir.join(name);
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let next = Self::files_in(&dir)?
-            .last()
-            .and_then(|p| number(p))
-            .map_or(0, |n| n + 1);
-        Ok(Spool { dir, next })
+        let present = Self::files_in(&dir)?;
+        let next = present.last().and_then(|p| number(p)).map_or(0, |n| n + 1);
+        Ok(Spool {
+            dir,
+            next,
+            files: present.len(),
+        })
     }
 
     fn files_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -65,6 +70,7 @@ impl Spool {
         let path = self.dir.join(format!("{:012}.jsonl", self.next));
         write_atomically(&path, &text).with_context(|| format!("cannot spool to {}", path.display()))?;
         self.next += 1;
+        self.files += 1;
         Ok(path)
     }
 
@@ -78,14 +84,15 @@ impl Spool {
     }
 
     /// Removes a spool file whose rows were stored.
-    pub fn remove(&self, file: &Path) {
-        if let Err(e) = fs::remove_file(file) {
-            tracing::warn!(file = %file.display(), error = %e, "cannot remove a spool file");
+    pub fn remove(&mut self, file: &Path) {
+        match fs::remove_file(file) {
+            Ok(()) => self.files = self.files.saturating_sub(1),
+            Err(e) => tracing::warn!(file = %file.display(), error = %e, "cannot remove a spool file"),
         }
     }
 
     pub fn pending(&self) -> usize {
-        Self::files_in(&self.dir).map_or(0, |f| f.len())
+        self.files
     }
 
     /// Replays spooled batches into `store`, oldest first, until the spool is empty or the store
@@ -96,6 +103,7 @@ impl Spool {
             let rows = read_rows(&file)?;
             written += store.insert(&rows).await?;
             fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
+            self.files = self.files.saturating_sub(1);
         }
         Ok(written)
     }
