@@ -12,7 +12,7 @@
 //!   (corrupt gzip) keeps what was read before the break, is reported, and the others are read.
 
 use std::fs::File;
-use std::io::{self, BufReader, IsTerminal, Read, Write};
+use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -223,9 +223,17 @@ fn read_file(
     progress: &Progress,
     seq: &mut u64,
 ) -> anyhow::Result<()> {
-    let fp = fingerprint(path)?;
+    let mut content = open(path, progress)?;
+    // The first bytes name the file; they are read once and put back in front of the rest.
+    let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
+    content
+        .by_ref()
+        .take(FINGERPRINT_BYTES as u64)
+        .read_to_end(&mut head)
+        .with_context(|| format!("reading the start of {}", path.display()))?;
+    let fp = fingerprint(head.clone());
     let mut lines = LineReader::new(
-        BufReader::with_capacity(1 << 16, open(path, progress)?),
+        BufReader::with_capacity(1 << 16, io::Cursor::new(head).chain(content)),
         DEFAULT_MAX_LINE_BYTES,
     );
     let mut batch = Vec::with_capacity(BATCH_LINES);
@@ -270,39 +278,27 @@ fn open(path: &Path, progress: &Progress) -> anyhow::Result<Box<dyn Read + Send>
         inner: File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
         bytes: progress.bytes.clone(),
     };
-    Ok(if is_gzip(path)? {
-        Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 16, counted)))
+    let mut raw = BufReader::with_capacity(1 << 16, counted);
+    let gzip = raw
+        .fill_buf()
+        .with_context(|| format!("reading {}", path.display()))?
+        .starts_with(&[0x1f, 0x8b]);
+    Ok(if gzip {
+        Box::new(MultiGzDecoder::new(raw))
     } else {
-        Box::new(counted)
+        Box::new(raw)
     })
 }
 
-fn is_gzip(path: &Path) -> io::Result<bool> {
-    let mut magic = [0u8; 2];
-    let n = File::open(path)?.read(&mut magic)?;
-    Ok(n == 2 && magic == [0x1f, 0x8b])
-}
-
-/// The fingerprint the tailer gives the same content: a rotated file replayed after the daemon read
-/// it de-duplicates against the daemon's rows.
-fn fingerprint(path: &Path) -> anyhow::Result<Fingerprint> {
-    let mut reader: Box<dyn Read> = if is_gzip(path)? {
-        Box::new(MultiGzDecoder::new(File::open(path)?))
-    } else {
-        Box::new(File::open(path)?)
-    };
-    let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
-    reader
-        .by_ref()
-        .take(FINGERPRINT_BYTES as u64)
-        .read_to_end(&mut head)
-        .with_context(|| format!("reading the start of {}", path.display()))?;
+/// The fingerprint the tailer gives the same content (`head`: its first bytes), so a rotated file
+/// replayed after the daemon read it de-duplicates against the daemon's rows.
+fn fingerprint(mut head: Vec<u8>) -> Fingerprint {
     // A file of one short line without a newline: the tailer would wait for its end; a replay
     // reads what is there.
     if !head.contains(&b'\n') && head.len() < FINGERPRINT_BYTES {
         head.push(b'\n');
     }
-    Ok(Fingerprint::of_first_line(&head).expect("a newline or a full prefix is present"))
+    Fingerprint::of_first_line(&head).expect("a newline or a full prefix is present")
 }
 
 /// Counts bytes read from the file on disk (compressed bytes for gzip), for the progress bar.
