@@ -291,27 +291,8 @@ fn ollama_reply(body: &Value) -> Result<Reply, ChatError> {
     let message = body
         .get("message")
         .ok_or_else(|| ChatError::Decode("no message".into()))?;
-    let tool_calls = message["tool_calls"]
-        .as_array()
-        .map(|calls| {
-            calls
-                .iter()
-                .enumerate()
-                .map(|(i, c)| ToolCall {
-                    id: format!("call_{i}"),
-                    name: c["function"]["name"].as_str().unwrap_or_default().to_owned(),
-                    // Ollama sends arguments as an object.
-                    arguments: c["function"]["arguments"].clone(),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(Reply {
-        content: message["content"].as_str().map(str::to_owned),
-        tool_calls,
-        message: message.clone(),
-        tokens: body["prompt_eval_count"].as_u64().unwrap_or(0) + body["eval_count"].as_u64().unwrap_or(0),
-    })
+    let tokens = body["prompt_eval_count"].as_u64().unwrap_or(0) + body["eval_count"].as_u64().unwrap_or(0);
+    Ok(reply(message, tokens))
 }
 
 fn openai_reply(body: &Value) -> Result<Reply, ChatError> {
@@ -319,29 +300,38 @@ fn openai_reply(body: &Value) -> Result<Reply, ChatError> {
         .get(0)
         .and_then(|c| c.get("message"))
         .ok_or_else(|| ChatError::Decode("no choices[0].message".into()))?;
+    Ok(reply(message, body["usage"]["total_tokens"].as_u64().unwrap_or(0)))
+}
+
+/// An assistant `message` of either API. Tool calls differ in two ways: OpenAI gives each an `id`
+/// and its arguments as a JSON string; Ollama gives no id and the arguments as an object.
+fn reply(message: &Value, tokens: u64) -> Reply {
     let tool_calls = message["tool_calls"]
         .as_array()
         .map(|calls| {
             calls
                 .iter()
-                .map(|c| ToolCall {
-                    id: c["id"].as_str().unwrap_or_default().to_owned(),
-                    name: c["function"]["name"].as_str().unwrap_or_default().to_owned(),
-                    // OpenAI sends arguments as a JSON string.
-                    arguments: c["function"]["arguments"]
-                        .as_str()
-                        .and_then(|a| serde_json::from_str(a).ok())
-                        .unwrap_or(Value::Null),
+                .enumerate()
+                .map(|(i, c)| {
+                    let arguments = &c["function"]["arguments"];
+                    ToolCall {
+                        id: c["id"].as_str().map_or_else(|| format!("call_{i}"), str::to_owned),
+                        name: c["function"]["name"].as_str().unwrap_or_default().to_owned(),
+                        arguments: match arguments.as_str() {
+                            Some(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+                            None => arguments.clone(),
+                        },
+                    }
                 })
                 .collect()
         })
         .unwrap_or_default();
-    Ok(Reply {
+    Reply {
         content: message["content"].as_str().map(str::to_owned),
         tool_calls,
         message: message.clone(),
-        tokens: body["usage"]["total_tokens"].as_u64().unwrap_or(0),
-    })
+        tokens,
+    }
 }
 
 /// The error text of an Ollama (`{"error": "..."}`) or OpenAI (`{"error": {"message": ...}}`) body.
