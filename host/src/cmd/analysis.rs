@@ -131,7 +131,6 @@ impl Analysis {
     /// the others come back to be stored now.
     pub(super) fn offer(&mut self, flagged: Vec<(Row, &Flagged)>) -> Vec<Row> {
         let mut now = Vec::new();
-        let mut touched: Vec<u64> = Vec::new();
         let mut fresh: HashMap<u64, Vec<Held>> = HashMap::new();
         for (row, f) in flagged {
             let ip = canonical(&f.request.ip).unwrap_or_else(|| f.request.ip.clone());
@@ -152,9 +151,6 @@ impl Analysis {
                     id
                 }
             };
-            if !touched.contains(&id) {
-                touched.push(id);
-            }
             fresh.entry(id).or_default().push(Held {
                 row,
                 request: f.request.clone(),
@@ -162,8 +158,7 @@ impl Analysis {
                 score: f.score,
             });
         }
-        for id in touched {
-            let held = fresh.remove(&id).unwrap_or_default();
+        for (id, held) in fresh {
             let rows: Vec<Row> = held.iter().map(|h| h.row.clone()).collect();
             let open = self.open.entry(id).or_default();
             match self.pending.push_file(&rows) {
@@ -179,7 +174,7 @@ impl Analysis {
     }
 
     /// Counts a request that scored below `escalate_at` in the brain; the one that makes
-    /// `correlate_after` within the brain's ttl comes back from [`Analysis::next_correlated`] to be
+    /// `correlate_after` within the brain's ttl comes back from [`Analysis::next_event`] to be
     /// put to the analysts. (Counted in its own task: a slow brain never holds the pipeline.)
     pub(super) fn note(&self, mut row: Row, f: Flagged) {
         if !self.analysts.available() {

@@ -15,6 +15,7 @@
 pub mod nft;
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -130,21 +131,27 @@ fn enforce_loop(nft: Nft, rx: Receiver<Ban>, restore: Vec<Ban>, allowlist: &Allo
         fresh.extend(rx.try_iter());
         let now = time::now_ms();
         active.retain(|_, until| *until > now);
-        let (mut new, mut renewed) = (Vec::new(), Vec::new());
+        // The latest end asked for each address, then: not banned yet, or banned for less.
+        let mut latest: HashMap<IpAddr, i64> = HashMap::new();
         for b in fresh {
-            let until = active.entry(b.ip).or_insert(0);
-            if b.until_ms > *until {
-                if *until <= now {
-                    new.push(b);
-                } else {
-                    renewed.push(b);
+            let until = latest.entry(b.ip).or_insert(b.until_ms);
+            *until = (*until).max(b.until_ms);
+        }
+        let (mut new, mut renewed) = (Vec::new(), Vec::new());
+        for (ip, until_ms) in latest {
+            let ban = Ban { ip, until_ms };
+            match active.entry(ip) {
+                Entry::Vacant(v) => {
+                    v.insert(until_ms);
+                    new.push(ban);
                 }
-                *until = b.until_ms;
+                Entry::Occupied(mut o) if *o.get() < until_ms => {
+                    o.insert(until_ms);
+                    renewed.push(ban);
+                }
+                Entry::Occupied(_) => {}
             }
         }
-        // Only one entry per address, with its latest end.
-        renewed.retain(|b| active.get(&b.ip) == Some(&b.until_ms));
-        renewed.dedup_by_key(|b| b.ip);
         if !new.is_empty() {
             apply_and_verify(&nft, &new, stats);
         }
