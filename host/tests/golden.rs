@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use logsec::cmd::check::{CheckOptions, run};
+use logsec::pipeline::CATEGORIES;
 use logsec::runtime::bindings::ParseResult;
 use logsec::runtime::{Limits, PluginConfigs, Registry, Runtime};
 use serde_json::json;
@@ -84,17 +85,6 @@ fn parser_output(parser: &str, case: &Path) -> Result<String, String> {
         .map(|r| parse_result_json(r).to_string() + "\n")
         .collect())
 }
-
-/// The seven categories every rule set must cover.
-const CATEGORIES: [&str; 7] = [
-    "sqli",
-    "xss",
-    "path_traversal",
-    "nosqli",
-    "ssrf",
-    "command_injection",
-    "sensitive_file",
-];
 
 /// Checks a rule case's output against the invariant its folder name implies.
 fn rules_invariant(case: &Path, output: &str) -> Result<(), String> {

@@ -13,18 +13,15 @@ use serde::{Deserialize, Serialize};
 /// Longest reasoning kept, in characters.
 const MAX_REASONING_CHARS: usize = 600;
 
-/// Threat types a verdict may name: the seven categories, plus `other` and `none`.
-pub const THREAT_TYPES: [&str; 9] = [
-    "sqli",
-    "xss",
-    "path_traversal",
-    "nosqli",
-    "ssrf",
-    "command_injection",
-    "sensitive_file",
-    "other",
-    "none",
-];
+use crate::pipeline::CATEGORIES;
+
+/// Threat types a verdict may name besides the [`CATEGORIES`].
+const OTHER_THREAT_TYPES: [&str; 2] = ["other", "none"];
+
+/// The threat types a verdict may name: the seven categories, `other` and `none`.
+pub fn threat_types() -> impl Iterator<Item = &'static str> {
+    CATEGORIES.into_iter().chain(OTHER_THREAT_TYPES)
+}
 
 /// What an analyst concluded about one request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,7 +30,7 @@ pub struct Verdict {
     pub malicious: bool,
     /// 1..=10.
     pub confidence: u8,
-    /// One of [`THREAT_TYPES`].
+    /// One of [`threat_types`].
     pub threat_type: String,
     /// Why, in the analyst's words (data, not instructions).
     pub reasoning: String,
@@ -47,7 +44,7 @@ pub fn schema() -> serde_json::Value {
         "properties": {
             "malicious": {"type": "boolean"},
             "confidence": {"type": "integer", "minimum": 1, "maximum": 10},
-            "threat_type": {"type": "string", "enum": THREAT_TYPES},
+            "threat_type": {"type": "string", "enum": threat_types().collect::<Vec<_>>()},
             "reasoning": {"type": "string"}
         },
         "required": ["malicious", "confidence", "threat_type", "reasoning"],
@@ -73,7 +70,7 @@ pub fn parse(content: &str) -> Result<Verdict, String> {
         .filter(|c| (1..=10).contains(c))
         .ok_or_else(|| format!("confidence {} is not 1..=10", raw.confidence))?;
     let threat_type = raw.threat_type.trim().to_ascii_lowercase();
-    if !THREAT_TYPES.contains(&threat_type.as_str()) {
+    if !threat_types().any(|t| t == threat_type) {
         return Err(format!("unknown threat_type {:?}", truncate(&threat_type, 40)));
     }
     let reasoning = clean(&raw.reasoning);

@@ -18,6 +18,17 @@ use memory::{Allowlist, RequestCache, Verdict};
 pub use score::combined_score;
 use slots::Slots;
 
+/// The seven categories of the mission (ARCHITECTURE §8); detectors may add more.
+pub const CATEGORIES: [&str; 7] = [
+    "sqli",
+    "xss",
+    "path_traversal",
+    "nosqli",
+    "ssrf",
+    "command_injection",
+    "sensitive_file",
+];
+
 /// Lowest combined score that makes a request worth a decision (below it the request is benign and
 /// only counted). Rules scored below this are informational.
 pub const DEFAULT_ESCALATE_AT: u8 = 5;
