@@ -342,27 +342,13 @@ impl StoreStage<'_> {
         let now = time::now_ms();
         let mut rows = Vec::new();
         let mut ask = Vec::new();
+        let created = |f: &Flagged| time::event_time(self.log_time, f.request.timestamp_ms, now);
         for (line, outcome) in d.lines.iter().zip(&d.outcomes) {
-            if let (Outcome::Noted(f), Some(a)) = (outcome, analysis.as_ref()) {
-                let created = if self.log_time {
-                    f.request.timestamp_ms.unwrap_or(now)
-                } else {
-                    now
-                };
-                a.note(row(line, f, created), (**f).clone());
-                continue;
-            }
-            let Outcome::Flagged(f) = outcome else { continue };
-            let created = if self.log_time {
-                f.request.timestamp_ms.unwrap_or(now)
-            } else {
-                now
-            };
-            let r = row(line, f, created);
-            if analysis.is_some() && f.decided_by == "rules" {
-                ask.push((r, &**f));
-            } else {
-                rows.push(r);
+            match (outcome, analysis.as_ref()) {
+                (Outcome::Noted(f), Some(a)) => a.note(row(line, f, created(f)), (**f).clone()),
+                (Outcome::Flagged(f), Some(_)) if f.decided_by == "rules" => ask.push((row(line, f, created(f)), &**f)),
+                (Outcome::Flagged(f), _) => rows.push(row(line, f, created(f))),
+                _ => {}
             }
         }
         if let Some(a) = analysis {

@@ -56,10 +56,7 @@ pub struct Settings {
 impl Settings {
     /// The request cache's time for `r` (Unix ms): its own log time in a replay, else `wall`.
     pub fn cache_time(&self, r: &Request, wall: i64) -> i64 {
-        match (self.log_clock, r.timestamp_ms) {
-            (true, Some(t)) => t,
-            _ => wall,
-        }
+        crate::store::time::event_time(self.log_clock, r.timestamp_ms, wall)
     }
 }
 

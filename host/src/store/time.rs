@@ -15,6 +15,15 @@ pub fn rfc3339(ms: i64) -> String {
     )
 }
 
+/// The time of an event: the request's own `logged` time when `replaying` (and it has one), else
+/// `wall`. A replay of last month's log decides with last month's clock.
+pub fn event_time(replaying: bool, logged: Option<i64>, wall: i64) -> i64 {
+    match (replaying, logged) {
+        (true, Some(t)) => t,
+        _ => wall,
+    }
+}
+
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
