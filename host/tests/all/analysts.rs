@@ -342,7 +342,7 @@ fn a_real_small_model_answers_through_the_openai_api() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start llama_cpp.server");
-    let _server = KillOnDrop(server);
+    let _server = super::KillOnDrop(Some(server));
     let deadline = Instant::now() + Duration::from_secs(180);
     // Ready when GET /v1/models answers 200 (the port opens before the model is loaded).
     let ready = || {
@@ -393,19 +393,14 @@ fn a_real_small_model_answers_through_the_openai_api() {
         ))
         .spawn()
         .unwrap();
-    let _daemon = KillOnDrop(daemon);
+    let _daemon = super::KillOnDrop(Some(daemon));
     let db = format!("sqlite://{}", dir.path().join("data/logsec.db").display());
     let rt = rt();
     let deadline = Instant::now() + Duration::from_secs(240);
-    let row: (String, i32, String, String) = loop {
+    let row = loop {
         let got = rt.block_on(async {
-            let logsec::store::Store::Sqlite(pool) = logsec::store::Store::connect(&db).await.ok()? else {
-                return None;
-            };
-            sqlx::query_as("SELECT decided_by, confidence, threat_type, reasoning FROM analyzed_requests")
-                .fetch_optional(&pool)
-                .await
-                .ok()?
+            let store = logsec::store::Store::connect(&db).await.ok()?;
+            store.rows_of_ip(&["198.51.100.77".to_owned()], 1).await.ok()?.pop()
         });
         if let Some(r) = got {
             break r;
@@ -419,23 +414,14 @@ fn a_real_small_model_answers_through_the_openai_api() {
     };
     eprintln!(
         "SmolLM2-135M via llama-cpp-python answered: decided_by={} confidence={} threat_type={} reasoning={:?}",
-        row.0, row.1, row.2, row.3
+        row.decided_by, row.confidence, row.threat_type, row.reasoning
     );
     assert_eq!(
-        row.0,
+        row.decided_by,
         "tier1",
         "the model's answer was not a schema verdict; daemon log:\n{}",
         std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default()
     );
-    assert!((1..=10).contains(&row.1));
-    assert!(row.3.starts_with("tier1: "));
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    assert!((1..=10).contains(&row.confidence));
+    assert!(row.reasoning.starts_with("tier1: "));
 }

@@ -3,24 +3,13 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use logsec::store::Store;
 
-use super::{built_plugins, line, rules_file};
-
-/// A running daemon, killed if a test fails before stopping it.
-struct Daemon(Option<Child>);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+// A running daemon is killed if a test fails before stopping it.
+use super::{KillOnDrop as Daemon, built_plugins, line, rules_file};
 
 /// Starts the daemon, its log appended to `config`'s folder/daemon.log.
 fn start(config: &Path) -> Daemon {
@@ -58,6 +47,14 @@ fn append(path: &Path, from: usize, n: usize) {
         )
         .unwrap();
     }
+}
+
+/// The stored rows of `ip`, as `logsec explain` reads them.
+fn stored_rows(rt: &tokio::runtime::Runtime, db: &str, ip: &str) -> Vec<logsec::store::StoredRow> {
+    rt.block_on(async {
+        let store = Store::connect(db).await.unwrap();
+        store.rows_of_ip(&[ip.to_owned()], 100).await.unwrap()
+    })
 }
 
 fn wait_rows(rt: &tokio::runtime::Runtime, db: &str, want: i64) -> i64 {
@@ -447,18 +444,13 @@ fn run_with_an_analyst_stores_verdicts_and_survives_a_kill_mid_question() {
     }
     drop(f);
     assert_eq!(wait_rows(&rt, &db, 2), 2, "daemon log:\n{}", log_of());
-    let correlated: Vec<(String, String)> = rt.block_on(async {
-        let Store::Sqlite(pool) = Store::connect(&db).await.unwrap() else {
-            unreachable!()
-        };
-        sqlx::query_as("SELECT decided_by, reasoning FROM analyzed_requests WHERE ip_address = '198.51.100.9'")
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-    });
+    let correlated = stored_rows(&rt, &db, "198.51.100.9");
     assert_eq!(correlated.len(), 1, "{correlated:?}");
-    assert_eq!(correlated[0].0, "tier1");
-    assert!(correlated[0].1.contains("3 low-scoring requests"), "{correlated:?}");
+    assert_eq!(correlated[0].decided_by, "tier1");
+    assert!(
+        correlated[0].reasoning.contains("3 low-scoring requests"),
+        "{correlated:?}"
+    );
 
     // A question the model takes its time over; the agent is killed while it is open.
     let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
@@ -470,28 +462,16 @@ fn run_with_an_analyst_stores_verdicts_and_survives_a_kill_mid_question() {
         assert!(Instant::now() < deadline, "no row waits in {}", pending.display());
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut child = daemon;
-    let mut c = child.0.take().unwrap();
-    c.kill().unwrap();
-    c.wait().unwrap();
-    drop(child);
+    drop(daemon); // kill -9, by Daemon's Drop
 
     let daemon = start(&config);
     assert_eq!(wait_rows(&rt, &db, 3), 3, "daemon log:\n{}", log_of());
     stop(daemon);
-    let decided: Vec<(String, String)> = rt.block_on(async {
-        let Store::Sqlite(pool) = Store::connect(&db).await.unwrap() else {
-            unreachable!()
-        };
-        sqlx::query_as("SELECT decided_by, reasoning FROM analyzed_requests WHERE ip_address = '198.51.100.2'")
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-    });
+    let decided = stored_rows(&rt, &db, "198.51.100.2");
     assert_eq!(decided.len(), 1, "stored once: {decided:?}");
-    assert_eq!(decided[0].0, "fallback");
+    assert_eq!(decided[0].decided_by, "fallback");
     assert!(
-        decided[0].1.contains("stopped before the analysts answered"),
+        decided[0].reasoning.contains("stopped before the analysts answered"),
         "{decided:?}"
     );
 }

@@ -28,6 +28,19 @@ pub fn test_runtime() -> Arc<Runtime> {
     .expect("runtime")
 }
 
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing test leaves nothing
+/// running; `take` the child out of it to stop it another way.
+pub struct KillOnDrop(pub Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// The built-in plugins, built by host/build.rs.
 pub fn built_plugins() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
