@@ -23,11 +23,10 @@ use crossbeam_channel::bounded;
 use flate2::read::MultiGzDecoder;
 
 use super::run::{Agent, BATCH_LINES, Batch, Done};
-use super::stage::{Db, Queues, StoreStage, drain_spool};
+use super::stage::{Queues, StoreStage, drain_spool};
 use crate::config::Config;
 use crate::lines::{DEFAULT_MAX_LINE_BYTES, LineReader};
 use crate::pipeline::ParserChoice;
-use crate::store::spool::Spool;
 use crate::tail::fingerprint::FINGERPRINT_BYTES;
 use crate::tail::{Fingerprint, TailLine};
 
@@ -120,9 +119,7 @@ pub fn replay(
 
     let started = Instant::now();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let mut db = rt.block_on(Db::open(&agent.store_url));
-    let mut spool = Spool::open(&agent.data_dir)?;
-    rt.block_on(drain_spool(&mut spool, &mut db));
+    let (mut db, mut spool) = rt.block_on(agent.open_store())?;
     let mut analysis = rt.block_on(agent.analysis(&config, true))?;
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -192,6 +192,15 @@ impl Agent {
         })
     }
 
+    /// The store (connected when it answers) and the spool, with what the spool held offered to
+    /// the store first.
+    pub(super) async fn open_store(&self) -> anyhow::Result<(Db, Spool)> {
+        let mut db = Db::open(&self.store_url).await;
+        let mut spool = Spool::open(&self.data_dir)?;
+        drain_spool(&mut spool, &mut db).await;
+        Ok((db, spool))
+    }
+
     /// The analysts of `config` and the brain they share, or `None` without `[tier1]`/`[tier2]`.
     pub(super) async fn analysis(&self, config: &Config, log_time: bool) -> anyhow::Result<Option<Analysis>> {
         let brain = match Brain::connect_with_ca(&config.brain.url, config.brain.ttl.0, config.brain.ca_file.as_deref())
@@ -267,9 +276,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .collect();
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let mut db = rt.block_on(Db::open(&agent.store_url));
-    let mut spool = Spool::open(&agent.data_dir)?;
-    rt.block_on(drain_spool(&mut spool, &mut db));
+    let (mut db, mut spool) = rt.block_on(agent.open_store())?;
     let mut analysis = rt.block_on(agent.analysis(&config, false))?;
     let ban_ttl_ms = i64::try_from(config.response.ban_ttl.0.as_millis()).unwrap_or(i64::MAX);
     let enforcer = match config.response.backend.as_str() {
