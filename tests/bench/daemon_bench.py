@@ -552,18 +552,19 @@ class LineFactory:
         self.rng = random.Random(seed)
         rng = self.rng
         seen: set[str] = set()
-        self.benign_ips = []
-        while len(self.benign_ips) < benign_clients:
-            ip = random_ipv6(rng) if rng.random() < 0.04 else random_ipv4(rng)
-            if ip not in seen:
-                seen.add(ip)
-                self.benign_ips.append(ip)
-        self.attack_ips = []
-        while len(self.attack_ips) < attackers:
-            ip = random_ipv6(rng) if rng.random() < 0.05 else random_ipv4(rng)
-            if ip not in seen:
-                seen.add(ip)
-                self.attack_ips.append(ip)
+
+        def distinct_ips(n: int, v6_share: float) -> list[str]:
+            # Addresses not drawn before (benign and attacker sets never overlap).
+            ips = []
+            while len(ips) < n:
+                ip = random_ipv6(rng) if rng.random() < v6_share else random_ipv4(rng)
+                if ip not in seen:
+                    seen.add(ip)
+                    ips.append(ip)
+            return ips
+
+        self.benign_ips = distinct_ips(benign_clients, 0.04)
+        self.attack_ips = distinct_ips(attackers, 0.05)
         # Zipf-like: a few clients make many requests, most make few.
         self.benign_cum = list(itertools.accumulate(1.0 / (i + 1) ** 0.9 for i in range(benign_clients)))
         self.benign = calib["benign"]
