@@ -34,6 +34,17 @@ struct SourceCounts {
     unparsed: u64,
 }
 
+/// Adds one to `key`'s counter (allocating the key only the first time it is seen).
+fn bump(counters: &Mutex<BTreeMap<String, u64>>, key: &str) {
+    let mut m = counters.lock().unwrap_or_else(|p| p.into_inner());
+    match m.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            m.insert(key.to_owned(), 1);
+        }
+    }
+}
+
 impl Metrics {
     /// Adds lines of `source`: how many were read, and of those how many were parsed or not.
     pub fn lines(&self, source: &str, read: u64, parsed: u64, unparsed: u64) {
@@ -49,22 +60,12 @@ impl Metrics {
 
     /// Counts a finding of `category`.
     pub fn finding(&self, category: &str) {
-        *self
-            .findings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(category.to_owned())
-            .or_default() += 1;
+        bump(&self.findings, category);
     }
 
     /// Counts a decision made by `decided_by`.
     pub fn decision(&self, decided_by: &str) {
-        *self
-            .decisions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(decided_by.to_owned())
-            .or_default() += 1;
+        bump(&self.decisions, decided_by);
     }
 
     /// Lines read, parsed and unparsed over every source, and decisions made.
