@@ -200,8 +200,7 @@ async fn store_loop(
                 rows = rows.len(),
                 "storing rows a previous run left waiting for the analysts, as fallbacks"
             );
-            stage.store_rows(db, spool, &rows, stop).await;
-            a.forget(&file);
+            stage.store_settled(db, spool, a, &rows, vec![file], stop).await;
         }
     }
     loop {
@@ -212,10 +211,7 @@ async fn store_loop(
                 match event {
                     Event::Answer(id, answer) => {
                         let (rows, files) = a.answered(id, &answer);
-                        stage.store_rows(db, spool, &rows, stop).await;
-                        for f in files {
-                            a.forget(&f);
-                        }
+                        stage.store_settled(db, spool, a, &rows, files, stop).await;
                     }
                     Event::Correlated(c) => {
                         let (row, flagged) = *c;
@@ -266,10 +262,7 @@ async fn store_loop(
                 break;
             };
             let (rows, files) = a.answered(id, &answer);
-            stage.store_rows(db, spool, &rows, stop).await;
-            for f in files {
-                a.forget(&f);
-            }
+            stage.store_settled(db, spool, a, &rows, files, stop).await;
         }
         let (rows, files) = a.abandon();
         if !rows.is_empty() {
@@ -277,11 +270,8 @@ async fn store_loop(
                 rows = rows.len(),
                 "the analysts did not answer before the stop; storing the rules verdicts"
             );
-            stage.store_rows(db, spool, &rows, stop).await;
         }
-        for f in files {
-            a.forget(&f);
-        }
+        stage.store_settled(db, spool, a, &rows, files, stop).await;
     }
     Ok(())
 }
@@ -355,6 +345,22 @@ impl StoreStage<'_> {
             rows.extend(a.offer(ask));
         }
         rows
+    }
+
+    /// Stores rows the analysis side settled, then removes the pending files that held them.
+    async fn store_settled(
+        &self,
+        db: &mut Db,
+        spool: &mut Spool,
+        analysis: &mut Analysis,
+        rows: &[Row],
+        files: Vec<PathBuf>,
+        stop: &AtomicBool,
+    ) {
+        self.store_rows(db, spool, rows, stop).await;
+        for f in files {
+            analysis.forget(&f);
+        }
     }
 
     /// Stores final rows (spooling what the store refuses), counts their decisions, and shows them.
