@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use logsec::cmd::{check, explain, plugins, replay, run as daemon};
+use logsec::cmd::{check, decisions, explain, plugins, replay, run as daemon};
 use logsec::config::Config;
 use logsec::paths::{default_plugin_dir, default_rules};
 
@@ -81,6 +81,12 @@ enum Command {
         /// The address.
         ip: String,
     },
+    /// Ban decisions: list them, ban an address or block by hand, lift a ban. A running daemon
+    /// applies the change within seconds (within a second with a Redis brain).
+    Decisions {
+        #[command(subcommand)]
+        action: DecisionsCommand,
+    },
     /// List the plugins in a directory with kind, version and state.
     Plugins {
         /// Plugin directory [default: as for check].
@@ -92,13 +98,65 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum DecisionsCommand {
+    /// The decisions in force (newest first).
+    List {
+        /// Configuration file (for the store).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Also ended and lifted decisions.
+        #[arg(long)]
+        all: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Most decisions shown.
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+    },
+    /// Ban an address or a CIDR block.
+    Add {
+        /// Configuration file (store, allowlist, ban lengths, brain).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// How long ("4h", "7d") [default: the ban length for the value's next offence].
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<logsec::config::HumanDuration>,
+        /// Why (shown in lists and to bouncers as the scenario).
+        #[arg(long, default_value = "manual")]
+        reason: String,
+        /// Address or CIDR block.
+        value: String,
+    },
+    /// Lift the bans on an address or CIDR block.
+    Delete {
+        /// Configuration file (store, brain).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address or CIDR block.
+        value: String,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<logsec::config::HumanDuration, String> {
+    logsec::config::duration::parse(s).map(logsec::config::HumanDuration)
+}
+
+fn load(config: Option<PathBuf>) -> anyhow::Result<Config> {
+    match config {
+        Some(path) => Config::load(&path),
+        None => Ok(Config::default()),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // `plugins` shows failures in its table; the other commands warn on stderr.
     init_logging(match cli.command {
         Command::Plugins { .. } => "error",
         Command::Run { .. } => "info",
-        Command::Replay { .. } | Command::Explain { .. } => "warn",
+        Command::Replay { .. } | Command::Explain { .. } | Command::Decisions { .. } => "warn",
         Command::Check { .. } => "warn",
     });
     match run(cli) {
@@ -173,6 +231,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             explain::explain(&config, &ip, json, &mut out)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Decisions { action } => {
+            let (config, action) = match action {
+                DecisionsCommand::List {
+                    config,
+                    all,
+                    json,
+                    limit,
+                } => (config, decisions::Action::List { all, json, limit }),
+                DecisionsCommand::Add {
+                    config,
+                    duration,
+                    reason,
+                    value,
+                } => (
+                    config,
+                    decisions::Action::Add {
+                        value,
+                        duration,
+                        reason,
+                    },
+                ),
+                DecisionsCommand::Delete { config, value } => (config, decisions::Action::Delete { value }),
+            };
+            let config = load(config)?;
+            let mut out = std::io::stdout().lock();
+            let done = decisions::decisions(&config, action, &mut out)?;
+            Ok(if done { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Plugins { plugins: dir, rules } => {
             let dir = dir.unwrap_or_else(default_plugin_dir);

@@ -177,6 +177,36 @@ impl Metrics {
                     &e.healed,
                 ),
                 ("logsec_bans_active", "Bans in force.", "gauge", &e.active),
+                (
+                    "logsec_bans_lifted_total",
+                    "Bans that ended or were lifted.",
+                    "counter",
+                    &e.lifted,
+                ),
+                (
+                    "logsec_fleet_sent_total",
+                    "Decisions shared with the fleet.",
+                    "counter",
+                    &e.fleet_sent,
+                ),
+                (
+                    "logsec_fleet_received_total",
+                    "Decisions received from other agents of the fleet.",
+                    "counter",
+                    &e.fleet_received,
+                ),
+                (
+                    "logsec_backend_errors_total",
+                    "Firewall backend operations that failed (retried at the next reconcile).",
+                    "counter",
+                    &e.backend_errors,
+                ),
+                (
+                    "logsec_backend_up",
+                    "1 when the firewall backend answered its last operation, else 0.",
+                    "gauge",
+                    &e.backend_up,
+                ),
             ] {
                 header(&mut out, name, help, kind);
                 let _ = writeln!(out, "{name} {}", value.load(Relaxed));

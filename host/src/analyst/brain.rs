@@ -51,18 +51,7 @@ impl Brain {
         if url.starts_with("memory:") {
             return Ok(Brain::Memory(Mutex::default(), ttl));
         }
-        let client = match ca {
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("brain.ca_file {}: {e}", path.display()))?;
-                let certs = redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem),
-                };
-                redis::Client::build_with_tls(url, certs)
-            }
-            None => redis::Client::open(url),
-        }
-        .map_err(|e| anyhow::anyhow!("brain url {}: {e}", crate::store::redact(url)))?;
+        let client = redis_client(url, ca)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))
             .set_response_timeout(Some(REDIS_TIMEOUT))
@@ -201,6 +190,24 @@ fn value_key(kind: &str, ip: &str, signature: Option<&str>) -> Option<String> {
         Some(s) => format!("{base}:{}", digest(s)),
         None => base,
     })
+}
+
+/// A Redis client for `url` (`redis://` or `rediss://`); a `rediss://` server's certificate is
+/// verified against `ca` (PEM) when given, else against the bundled web PKI roots.
+pub fn redis_client(url: &str, ca: Option<&std::path::Path>) -> anyhow::Result<redis::Client> {
+    let client = match ca {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("brain.ca_file {}: {e}", path.display()))?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            redis::Client::build_with_tls(url, certs)
+        }
+        None => redis::Client::open(url),
+    }
+    .map_err(|e| anyhow::anyhow!("brain url {}: {e}", crate::store::redact(url)))?;
+    Ok(client)
 }
 
 /// The canonical text of an address ([`crate::pipeline::memory::canonical`], as text).

@@ -28,11 +28,7 @@ pub fn explain(config: &Config, ip: &str, json_out: bool, out: &mut dyn Write) -
     if ip != canon {
         forms.push(ip.to_owned());
     }
-    let store_url = config
-        .store
-        .url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", config.agent.data_dir.join("logsec.db").display()));
+    let store_url = config.store_url();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (rows, memory) = rt.block_on(async {
         let store = Store::connect(&store_url).await?;

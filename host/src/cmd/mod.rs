@@ -2,6 +2,7 @@
 
 mod analysis;
 pub mod check;
+pub mod decisions;
 pub mod explain;
 pub mod plugins;
 pub mod replay;

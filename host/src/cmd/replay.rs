@@ -146,7 +146,6 @@ pub fn replay(
         log_time: true,
         announce: show_decisions,
         enforcer: None,
-        ban_ttl_ms: 0,
     };
     let stored = rt.block_on(async {
         let r = stage

@@ -163,21 +163,24 @@ impl Agent {
             .agent
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let allowlist =
+        let mut allowlist =
             Allowlist::parse(&config.response.allowlist).map_err(|e| anyhow::anyhow!("response.allowlist: {e}"))?;
+        if config.response.allow_own_addresses {
+            let n = allowlist.add_own_addresses();
+            tracing::debug!(addresses = n, "the host's own addresses are allowlisted");
+        }
+        let trusted_proxies = Allowlist::parse(&config.response.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("response.trusted_proxies: {e}"))?;
         let settings = Settings {
             escalate_at: config.agent.escalate_at,
             policy: config.response.policy.clone(),
             allowlist: Arc::new(allowlist),
+            trusted_proxies: Arc::new(trusted_proxies),
             cache: Some(Arc::new(RequestCache::new(config.cache.ttl.0))),
             analysts: config.tier1.is_some() || config.tier2.is_some(),
             ..Default::default()
         };
-        let store_url = config
-            .store
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("logsec.db").display()));
+        let store_url = config.store_url();
         Store::check_url(&store_url)?;
         Ok(Agent {
             registry,
@@ -278,24 +281,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (mut db, mut spool) = rt.block_on(agent.open_store())?;
     let mut analysis = rt.block_on(agent.analysis(&config, false))?;
-    let ban_ttl_ms = i64::try_from(config.response.ban_ttl.0.as_millis()).unwrap_or(i64::MAX);
-    let enforcer = match config.response.backend.as_str() {
-        "log" => None,
-        "nftables" => {
-            let restore = rt.block_on(bans_to_restore(&mut db, ban_ttl_ms));
-            let e = crate::enforce::Enforcer::nftables(restore, agent.settings.allowlist.clone())?;
-            let _ = agent.metrics.enforce.set(e.stats.clone());
-            Some(e)
-        }
-        other => anyhow::bail!(
-            "response.backend {other:?} is not available in this version; use \"log\" (dry run) or \"nftables\""
-        ),
-    };
+    let enforcer = start_enforcer(&config, &agent)?;
     if !config.http.listen.is_empty() {
         rt.block_on(crate::http::serve(
             &config.http.listen,
-            agent.metrics.clone(),
-            agent.registry.clone(),
+            crate::http::State {
+                metrics: agent.metrics.clone(),
+                registry: agent.registry.clone(),
+                book: Some(enforcer.book.clone()),
+                api_keys: crate::http::api_keys(&config.http.api_keys_env),
+            },
         ))?;
     }
     tracing::info!(store = %crate::store::redact(&agent.store_url), backend = %config.response.backend, "logsec running");
@@ -319,8 +314,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         dry_run: agent.dry_run,
         log_time: false,
         announce: true,
-        enforcer: enforcer.as_ref(),
-        ban_ttl_ms,
+        enforcer: Some(&enforcer),
     };
     rt.block_on(stage.run(&mut db, &mut spool, done_rx, Some(&checkpoints), &stop, &mut analysis))?;
     rt.block_on(drain_spool(&mut spool, &mut db));
@@ -331,34 +325,80 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         w.join().map_err(|_| anyhow::anyhow!("a worker thread panicked"))?;
     }
     checkpoints.lock().unwrap_or_else(|p| p.into_inner()).flush()?;
+    drop(enforcer);
     rt.block_on(db.close());
     tracing::info!("logsec stopped");
     Ok(())
 }
 
-/// The bans the store holds that have time left: the latest block of each address plus `ban_ttl`.
-async fn bans_to_restore(db: &mut Db, ban_ttl_ms: i64) -> Vec<crate::enforce::Ban> {
-    let now = crate::store::time::now_ms();
-    let Some(store) = db.get().await else {
-        tracing::warn!("the store is unreachable: no bans to restore until it answers");
-        return Vec::new();
-    };
-    match store.blocked_since(now.saturating_sub(ban_ttl_ms)).await {
-        Ok(rows) => rows
-            .into_iter()
-            .filter_map(|(ip, last)| {
-                Some(crate::enforce::Ban {
-                    ip: crate::pipeline::memory::canonical(&ip)?,
-                    until_ms: last.saturating_add(ban_ttl_ms),
-                })
-            })
-            .filter(|b| b.until_ms > now)
-            .collect(),
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "cannot read the bans to restore");
-            Vec::new()
-        }
+/// The firewall backend `response.backend` names.
+pub fn backend(config: &Config) -> anyhow::Result<Box<dyn crate::enforce::backend::Backend>> {
+    let r = &config.response;
+    Ok(match r.backend.as_str() {
+        "log" => Box::new(crate::enforce::LogBackend),
+        "nftables" => Box::new(crate::enforce::nft::Nft::with_forward(r.forward)),
+        "iptables" => Box::new(crate::enforce::ipset::Ipset::with_forward(r.forward)),
+        "azure" => azure_backend(config)?,
+        other => anyhow::bail!("response.backend {other:?} is unknown"),
+    })
+}
+
+#[cfg(feature = "azure")]
+fn azure_backend(config: &Config) -> anyhow::Result<Box<dyn crate::enforce::backend::Backend>> {
+    let a = config
+        .response
+        .azure
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("response.backend = \"azure\" needs a [response.azure] section"))?;
+    Ok(Box::new(crate::enforce::azure::Azure::from_config(a)?))
+}
+
+#[cfg(not(feature = "azure"))]
+fn azure_backend(_: &Config) -> anyhow::Result<Box<dyn crate::enforce::backend::Backend>> {
+    anyhow::bail!(
+        "response.backend \"azure\" needs logsec built with the cargo feature `azure` (cargo build --release --features azure)"
+    )
+}
+
+/// The ban policy of `[response]`.
+pub fn policy(config: &Config) -> crate::enforce::book::Policy {
+    let r = &config.response;
+    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    crate::enforce::book::Policy {
+        ban_ttl_ms: ms(r.ban_ttl.0),
+        factor: r.ban_factor,
+        max_ms: ms(r.ban_max.0),
+        aggregate_after: r.aggregate_after,
+        v4_prefix: r.aggregate_v4,
+        v6_prefix: r.aggregate_v6,
     }
+}
+
+/// The fleet of a Redis brain, when decisions are shared.
+pub fn fleet(config: &Config) -> anyhow::Result<Option<crate::enforce::fleet::Fleet>> {
+    if !config.response.share || config.brain.url.starts_with("memory:") {
+        return Ok(None);
+    }
+    let client = crate::analyst::brain::redis_client(&config.brain.url, config.brain.ca_file.as_deref())?;
+    Ok(Some(crate::enforce::fleet::Fleet::new(
+        client,
+        config.response.fleet_stream.clone(),
+        crate::enforce::instance_id(),
+    )))
+}
+
+/// Starts the enforcer of `config`: its backend, with the bans in force restored from the store.
+fn start_enforcer(config: &Config, agent: &Agent) -> anyhow::Result<crate::enforce::Enforcer> {
+    let e = crate::enforce::Enforcer::start(crate::enforce::Options {
+        backend: backend(config)?,
+        allowlist: agent.settings.allowlist.clone(),
+        policy: policy(config),
+        store_url: Some(agent.store_url.clone()),
+        fleet: fleet(config)?,
+        host: config.agent.name(),
+    })?;
+    let _ = agent.metrics.enforce.set(e.stats.clone());
+    Ok(e)
 }
 
 fn tail_loop(

@@ -107,10 +107,8 @@ pub(super) struct StoreStage<'a> {
     pub(super) log_time: bool,
     /// Print each decision on stdout.
     pub(super) announce: bool,
-    /// The firewall backend, when one runs (not in a dry run or a replay).
+    /// The enforcer, when bans are decided (not in a replay).
     pub(super) enforcer: Option<&'a crate::enforce::Enforcer>,
-    /// How long a ban lasts.
-    pub(super) ban_ttl_ms: i64,
 }
 
 impl StoreStage<'_> {
@@ -371,7 +369,7 @@ impl StoreStage<'_> {
         for r in rows {
             self.metrics.decision(&r.decided_by);
             if let (Some(e), "block") = (self.enforcer, r.action.as_str()) {
-                e.ban(&r.ip_address, r.created_at_ms + self.ban_ttl_ms);
+                e.ban(&r.ip_address, &r.threat_type);
             }
             if self.announce {
                 announce(r, self.dry_run);

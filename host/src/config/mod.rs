@@ -58,6 +58,23 @@ pub struct AgentConfig {
     pub workers: Option<usize>,
     /// Lowest combined rule score that is analysed further (below it a request is benign).
     pub escalate_at: u8,
+    /// This agent's name in decisions shared with the fleet (default: the host name).
+    pub name: Option<String>,
+}
+
+impl AgentConfig {
+    /// The agent's name: `name`, else the host name, else `logsec`.
+    pub fn name(&self) -> String {
+        self.name
+            .clone()
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            })
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "logsec".into())
+    }
 }
 
 impl Default for AgentConfig {
@@ -68,6 +85,7 @@ impl Default for AgentConfig {
             rules: None,
             workers: None,
             escalate_at: crate::pipeline::DEFAULT_ESCALATE_AT,
+            name: None,
         }
     }
 }
@@ -322,6 +340,70 @@ pub struct ResponseConfig {
     pub allowlist: Vec<String>,
     /// The response-policy plugin to use.
     pub policy: String,
+    /// Each later ban of the same address lasts this many times longer (1 keeps them equal), as
+    /// fail2ban's `bantime.increment`.
+    pub ban_factor: f64,
+    /// No ban lasts longer than this.
+    pub ban_max: HumanDuration,
+    /// Ban a whole IPv4 /`aggregate_v4` or IPv6 /`aggregate_v6` block once this many of its
+    /// addresses are banned; 0 never does.
+    pub aggregate_after: u32,
+    /// Block size for IPv4 aggregation (prefix length).
+    pub aggregate_v4: u8,
+    /// Block size for IPv6 aggregation (prefix length).
+    pub aggregate_v6: u8,
+    /// Proxies (CIDRs) whose requests are attributed to the client they report
+    /// (`X-Forwarded-For`): the ban applies to the client, never to the proxy.
+    pub trusted_proxies: Vec<String>,
+    /// Add the host's own addresses to the allowlist.
+    pub allow_own_addresses: bool,
+    /// Also drop banned sources on the forward hook (Docker hosts: published container ports are
+    /// forwarded traffic, which input rules never see).
+    pub forward: bool,
+    /// Share decisions with the other agents of a Redis brain.
+    pub share: bool,
+    /// The Redis stream decisions are shared through (agents of one fleet use the same).
+    pub fleet_stream: String,
+    /// `[response.azure]`
+    pub azure: Option<AzureConfig>,
+}
+
+/// `[response.azure]`: the Network Security Group to add deny rules to. Credentials come from
+/// the standard `AZURE_*` environment variables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureConfig {
+    /// Subscription id.
+    pub subscription_id: String,
+    /// Resource group of the NSG.
+    pub resource_group: String,
+    /// NSG name.
+    pub nsg: String,
+    /// Priority of the first deny rule (the next ones follow it).
+    #[serde(default = "default_priority_base")]
+    pub priority_base: u16,
+    /// Resource Manager endpoint.
+    #[serde(default = "default_azure_endpoint")]
+    pub endpoint: String,
+    /// Addresses per rule (`sourceAddressPrefixes`).
+    #[serde(default = "default_prefixes_per_rule")]
+    pub prefixes_per_rule: usize,
+    /// Most rules logsec adds.
+    #[serde(default = "default_max_rules")]
+    pub max_rules: usize,
+}
+
+fn default_priority_base() -> u16 {
+    100
+}
+fn default_azure_endpoint() -> String {
+    "https://management.azure.com".into()
+}
+fn default_prefixes_per_rule() -> usize {
+    1000
+}
+fn default_max_rules() -> usize {
+    50
 }
 
 impl Default for ResponseConfig {
@@ -332,6 +414,17 @@ impl Default for ResponseConfig {
             ban_ttl: HumanDuration::secs(3600),
             allowlist: vec!["127.0.0.0/8".into(), "::1/128".into()],
             policy: "threshold".into(),
+            ban_factor: 2.0,
+            ban_max: HumanDuration::secs(7 * 24 * 3600),
+            aggregate_after: 0,
+            aggregate_v4: 24,
+            aggregate_v6: 64,
+            trusted_proxies: Vec::new(),
+            allow_own_addresses: true,
+            forward: false,
+            share: true,
+            fleet_stream: crate::enforce::fleet::STREAM.into(),
+            azure: None,
         }
     }
 }
@@ -342,12 +435,16 @@ impl Default for ResponseConfig {
 pub struct HttpConfig {
     /// Address to listen on; empty disables the listener.
     pub listen: String,
+    /// Environment variables holding the API keys of bouncers allowed to read decisions
+    /// (`X-Api-Key`, CrowdSec's LAPI); the decisions API is off when none is set.
+    pub api_keys_env: Vec<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:9464".into(),
+            api_keys_env: vec!["LOGSEC_BOUNCER_KEY".into()],
         }
     }
 }
@@ -364,6 +461,14 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         Config::parse(&text).with_context(|| format!("invalid configuration {}", path.display()))
+    }
+
+    /// The store URL: `[store] url`, else SQLite in the data directory.
+    pub fn store_url(&self) -> String {
+        self.store
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.agent.data_dir.join("logsec.db").display()))
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -412,6 +517,51 @@ impl Config {
         }
         crate::pipeline::memory::Allowlist::parse(&self.response.allowlist)
             .map_err(|e| anyhow::anyhow!("response.allowlist: {e}"))?;
+        crate::pipeline::memory::Allowlist::parse(&self.response.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("response.trusted_proxies: {e}"))?;
+        let r = &self.response;
+        anyhow::ensure!(
+            r.ban_factor.is_finite() && (1.0..=100.0).contains(&r.ban_factor),
+            "response.ban_factor must be 1..=100, got {}",
+            r.ban_factor
+        );
+        anyhow::ensure!(
+            r.ban_ttl.0 >= std::time::Duration::from_secs(1),
+            "response.ban_ttl must be at least 1s"
+        );
+        anyhow::ensure!(
+            r.ban_max.0 >= r.ban_ttl.0,
+            "response.ban_max must not be shorter than response.ban_ttl"
+        );
+        anyhow::ensure!(
+            (8..=32).contains(&r.aggregate_v4) && (16..=128).contains(&r.aggregate_v6),
+            "response.aggregate_v4 must be 8..=32 and response.aggregate_v6 16..=128"
+        );
+        if r.backend == "azure" {
+            let Some(a) = &r.azure else {
+                anyhow::bail!("response.backend = \"azure\" needs a [response.azure] section");
+            };
+            for (k, v) in [
+                ("subscription_id", &a.subscription_id),
+                ("resource_group", &a.resource_group),
+                ("nsg", &a.nsg),
+            ] {
+                anyhow::ensure!(!v.trim().is_empty(), "response.azure.{k} is empty");
+            }
+            anyhow::ensure!(
+                (100..=4096).contains(&a.priority_base),
+                "response.azure.priority_base must be 100..=4096 (Azure's range), got {}",
+                a.priority_base
+            );
+            anyhow::ensure!(
+                (1..=4000).contains(&a.prefixes_per_rule),
+                "response.azure.prefixes_per_rule must be 1..=4000"
+            );
+            anyhow::ensure!(
+                a.max_rules >= 1 && usize::from(a.priority_base) + a.max_rules <= 4097,
+                "response.azure.max_rules must be at least 1 and keep priorities within 4096"
+            );
+        }
         if let Some(w) = self.agent.workers {
             anyhow::ensure!((1..=256).contains(&w), "agent.workers must be 1..=256, got {w}");
         }

@@ -1,43 +1,55 @@
-//! Enforcement: turning `block` decisions into firewall bans, keeping them through restarts, and
-//! checking that they took.
+//! Enforcement: turning `block` decisions into bans, keeping them through restarts, sharing them
+//! with the fleet, and checking that the firewall holds them.
 //!
 //! Invariants:
-//! - Bans live in the store (rows with `action = 'block'`): at start-up the unexpired ones are
-//!   restored in one transaction, with the time they have left.
-//! - The firewall is reconciled against what should be banned every [`RECONCILE_EVERY`]: a lost
-//!   ruleset (`nft flush ruleset`, a reboot of the firewall service) heals by itself.
-//! - Every ban is read back from the firewall; a ban that did not take is logged and counted, and
-//!   retried at the next reconcile.
-//! - Allowlisted addresses are never banned, whatever decided the block.
-//! - A later block of a banned address lengthens its ban in the firewall too.
-//! - A failing backend (permission, missing binary) is reported and retried; analysis goes on.
+//! - A ban is a [`Decision`] in the store (table `decisions`), the source of truth: at start-up the
+//!   ones in force are restored in bulk (one nft transaction per 2,000 bans, one Azure update).
+//! - The firewall is reconciled against the book every [`RECONCILE_EVERY`]: a lost ruleset
+//!   (`nft flush ruleset`, a reboot of the firewall service) heals by itself. The store is read
+//!   at the same pace, so `logsec decisions add|delete` reach a running daemon within seconds.
+//! - Every ban written is read back from the firewall; one that did not take is logged and counted,
+//!   and retried at the next reconcile.
+//! - Allowlisted addresses are never banned, whatever decided the block (this agent, an operator
+//!   or another agent); a block that holds an allowlisted address is never banned as a whole.
+//! - Repeat offenders get longer bans ([`book::Policy`]): the store counts every ban a value had.
+//! - A failing backend (permission, missing binary, Azure 4xx/5xx) is reported, counted and
+//!   retried; it never stops the daemon or its analysis. A store or Redis that is down delays
+//!   writing or sharing decisions, never applying them.
 
+pub mod backend;
+pub mod book;
+pub mod fleet;
+pub mod ipset;
 pub mod nft;
 
+#[cfg(feature = "azure")]
+pub mod azure;
+
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::pipeline::memory::Allowlist;
+use crate::pipeline::memory::{Allowlist, Cidr};
+use crate::store::Store;
+use crate::store::decisions::Decision;
 use crate::store::time;
-use nft::{Element, Nft};
+use backend::{Backend, Ban};
+use book::{Book, Inserted, Policy};
+use fleet::{Fleet, Message, Op};
 
-/// How often the firewall is compared with the bans that should be in it.
+pub use backend::LogBackend;
+
+/// How often the firewall is compared with the book, and the store read for decisions made
+/// elsewhere.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
-
-/// One ban: an address until a time (Unix ms).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ban {
-    /// The address.
-    pub ip: IpAddr,
-    /// When the ban ends.
-    pub until_ms: i64,
-}
+/// How often ended bans are taken out of the book.
+const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+/// Decisions kept in memory while the store is unreachable.
+const MAX_UNSAVED: usize = 100_000;
 
 /// Counters of the enforcer, for `/metrics`.
 #[derive(Debug, Default)]
@@ -54,183 +66,640 @@ pub struct EnforceStats {
     pub healed: AtomicU64,
     /// Bans in force.
     pub active: AtomicU64,
+    /// Bans that ended or were lifted.
+    pub lifted: AtomicU64,
+    /// Decisions shared with the fleet.
+    pub fleet_sent: AtomicU64,
+    /// Decisions received from the fleet.
+    pub fleet_received: AtomicU64,
+    /// Backend operations that failed.
+    pub backend_errors: AtomicU64,
+    /// 1 when the backend answered its last operation.
+    pub backend_up: AtomicU64,
 }
 
-/// The running enforcer; dropping it stops its thread.
+/// What the enforcer needs.
+pub struct Options {
+    /// The firewall.
+    pub backend: Box<dyn Backend>,
+    /// Never banned.
+    pub allowlist: Arc<Allowlist>,
+    /// Ban lengths and aggregation.
+    pub policy: Policy,
+    /// The store decisions live in (`None`: kept in memory only, as in tests).
+    pub store_url: Option<String>,
+    /// The fleet to share decisions with.
+    pub fleet: Option<Fleet>,
+    /// This agent's name in decisions.
+    pub host: String,
+}
+
+enum Command {
+    Block { ip: IpAddr, reason: String },
+}
+
+/// The running enforcer; dropping it stops its thread after writing what it holds.
 pub struct Enforcer {
-    tx: Sender<Ban>,
+    tx: Option<UnboundedSender<Command>>,
     allowlist: Arc<Allowlist>,
     /// Its counters.
     pub stats: Arc<EnforceStats>,
+    /// The decisions in force and recent changes (read by the decisions API).
+    pub book: Arc<Mutex<Book>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Enforcer {
-    /// Starts the `nftables` enforcer with `restore` (bans from the store) applied first.
-    pub fn nftables(restore: Vec<Ban>, allowlist: Arc<Allowlist>) -> anyhow::Result<Enforcer> {
-        let nft = Nft::default();
-        // Fail at start-up when nft cannot work at all (missing binary, no permission).
-        nft.apply(&[])
-            .map_err(|e| anyhow::anyhow!("the nftables backend cannot manage its table: {e}"))?;
-        let (tx, rx) = unbounded();
+    /// Starts the enforcer thread: restores the bans in force from the store, then applies new
+    /// ones as they come.
+    pub fn start(options: Options) -> anyhow::Result<Enforcer> {
+        let (tx, rx) = unbounded_channel();
         let stats = Arc::new(EnforceStats::default());
-        let (s, list) = (stats.clone(), allowlist.clone());
-        std::thread::Builder::new()
-            .name("enforce".into())
-            .spawn(move || enforce_loop(nft, rx, restore, &list, &s))?;
-        Ok(Enforcer { tx, allowlist, stats })
+        let book = Arc::new(Mutex::new(Book::default()));
+        let allowlist = options.allowlist.clone();
+        let worker = Worker {
+            backend: options.backend,
+            allowlist: options.allowlist,
+            policy: options.policy,
+            host: options.host,
+            instance: options
+                .fleet
+                .as_ref()
+                .map_or_else(instance_id, |f| f.instance().to_owned()),
+            store: LazyStore::new(options.store_url),
+            fleet: options.fleet,
+            book: book.clone(),
+            stats: stats.clone(),
+            unsaved: Vec::new(),
+            offences: HashMap::new(),
+            last_id: 0,
+            lifted_checked_ms: time::now_ms(),
+            prepared: false,
+            minted: 0,
+        };
+        let thread = std::thread::Builder::new().name("enforce".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "the enforcer cannot start its runtime; nothing will be banned");
+                    return;
+                }
+            };
+            rt.block_on(worker.run(rx));
+        })?;
+        Ok(Enforcer {
+            tx: Some(tx),
+            allowlist,
+            stats,
+            book,
+            thread: Some(thread),
+        })
     }
 
-    /// Bans `ip` until `until_ms` (ignored for allowlisted or unparsable addresses, or a time past).
-    pub fn ban(&self, ip: &str, until_ms: i64) {
+    /// Bans `ip` for `reason` (ignored for allowlisted or unparsable addresses, and for ones
+    /// banned already).
+    pub fn ban(&self, ip: &str, reason: &str) {
         let Some(ip) = crate::pipeline::memory::canonical(ip) else {
             return;
         };
-        if self.allowlist.contains_addr(ip) || until_ms <= time::now_ms() {
+        if self.allowlist.contains_addr(ip) {
             return;
         }
-        let _ = self.tx.send(Ban { ip, until_ms });
+        let now = time::now_ms();
+        if self
+            .book
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .covering(&Cidr::host(ip), now)
+            .is_some()
+        {
+            return;
+        }
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Command::Block {
+                ip,
+                reason: reason.to_owned(),
+            });
+        }
     }
 }
 
-fn enforce_loop(nft: Nft, rx: Receiver<Ban>, restore: Vec<Ban>, allowlist: &Allowlist, stats: &EnforceStats) {
-    let mut active: HashMap<IpAddr, i64> = HashMap::new();
-    let started = Instant::now();
-    let restore: Vec<Ban> = restore.into_iter().filter(|b| !allowlist.contains_addr(b.ip)).collect();
-    for b in &restore {
-        let until = active.entry(b.ip).or_insert(b.until_ms);
-        *until = (*until).max(b.until_ms);
+impl Drop for Enforcer {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
-    if !active.is_empty() {
-        let all: Vec<Ban> = active
-            .iter()
-            .map(|(ip, until)| Ban {
-                ip: *ip,
-                until_ms: *until,
-            })
-            .collect();
-        match nft.apply(&elements(&all)) {
+}
+
+/// A random id for this process.
+pub fn instance_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
+/// The store, connected when it answers.
+struct LazyStore {
+    url: Option<String>,
+    store: Option<Store>,
+    last_attempt: Option<Instant>,
+}
+
+impl LazyStore {
+    fn new(url: Option<String>) -> LazyStore {
+        LazyStore {
+            url,
+            store: None,
+            last_attempt: None,
+        }
+    }
+
+    async fn get(&mut self) -> Option<&Store> {
+        let url = self.url.as_deref()?;
+        if self.store.is_none() && self.last_attempt.is_none_or(|t| t.elapsed() >= RECONCILE_EVERY) {
+            self.last_attempt = Some(Instant::now());
+            match Store::connect(url).await {
+                Ok(s) => self.store = Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "the enforcer cannot reach the store; decisions are kept in memory until it answers")
+                }
+            }
+        }
+        self.store.as_ref()
+    }
+
+    /// Reports a query the store refused (the pool reconnects by itself).
+    fn failed(&self, e: &anyhow::Error) {
+        tracing::warn!(error = %format!("{e:#}"), "the store refused the enforcer's query");
+    }
+}
+
+struct Worker {
+    backend: Box<dyn Backend>,
+    allowlist: Arc<Allowlist>,
+    policy: Policy,
+    host: String,
+    instance: String,
+    store: LazyStore,
+    fleet: Option<Fleet>,
+    book: Arc<Mutex<Book>>,
+    stats: Arc<EnforceStats>,
+    /// Decisions not yet in the store.
+    unsaved: Vec<Decision>,
+    /// Bans each value had (from the store, then counted here).
+    offences: HashMap<Cidr, u32>,
+    /// The highest store row id seen.
+    last_id: i64,
+    /// When lifted decisions were last looked for.
+    lifted_checked_ms: i64,
+    /// Whether the backend's table and rules are known to be in place.
+    prepared: bool,
+    /// Decisions made by this process (for their uuids).
+    minted: u64,
+}
+
+impl Worker {
+    async fn run(mut self, mut rx: UnboundedReceiver<Command>) {
+        self.prepare();
+        self.restore().await;
+        let (fleet_tx, mut fleet_rx) = unbounded_channel();
+        if let Some(f) = self.fleet.clone() {
+            tokio::spawn(f.follow(fleet_tx));
+        }
+        let mut expire = tokio::time::interval(EXPIRE_EVERY);
+        let mut last_reconcile = Instant::now();
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => {
+                    let Some(first) = cmd else { break };
+                    let mut all = vec![first];
+                    while let Ok(c) = rx.try_recv() {
+                        all.push(c);
+                    }
+                    self.blocks(all).await;
+                }
+                Some(first) = fleet_rx.recv() => {
+                    let mut all = vec![first];
+                    while let Ok(m) = fleet_rx.try_recv() {
+                        all.push(m);
+                    }
+                    self.fleet_messages(all).await;
+                }
+                _ = expire.tick() => {
+                    self.expire();
+                    if last_reconcile.elapsed() >= RECONCILE_EVERY {
+                        last_reconcile = Instant::now();
+                        self.sync_store().await;
+                        self.reconcile();
+                    }
+                }
+            }
+        }
+        self.save().await;
+    }
+
+    /// Runs a backend operation, counting failures and keeping `backend_up`.
+    fn backend_op(&mut self, what: &str, op: impl FnOnce(&mut dyn Backend) -> Result<(), String>) -> bool {
+        if !self.prepared {
+            self.prepare();
+            if !self.prepared {
+                return false;
+            }
+        }
+        match op(self.backend.as_mut()) {
             Ok(()) => {
-                stats.restored.fetch_add(all.len() as u64, Ordering::Relaxed);
-                tracing::info!(
-                    bans = all.len(),
-                    ms = started.elapsed().as_millis() as u64,
-                    "bans restored from the store"
+                self.stats.backend_up.store(1, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                self.stats.backend_errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.backend_up.store(0, Ordering::Relaxed);
+                tracing::error!(backend = self.backend.name(), error = %e, "{what} failed; retrying at the next reconcile");
+                false
+            }
+        }
+    }
+
+    fn prepare(&mut self) {
+        match self.backend.prepare() {
+            Ok(()) => {
+                self.prepared = true;
+                self.stats.backend_up.store(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.prepared = false;
+                self.stats.backend_errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.backend_up.store(0, Ordering::Relaxed);
+                tracing::error!(backend = self.backend.name(), error = %e, "the firewall backend cannot set itself up; analysis goes on, and bans are applied once it can");
+            }
+        }
+    }
+
+    /// Puts the decisions in force from the store into the book and the firewall, in bulk.
+    async fn restore(&mut self) {
+        let started = Instant::now();
+        let now = time::now_ms();
+        let stored = match self.store.get().await {
+            Some(s) => match s.active_decisions(now).await {
+                Ok(d) => d,
+                Err(e) => {
+                    self.store.failed(&e);
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+        self.last_id = stored.iter().map(|d| d.id).max().unwrap_or(0);
+        let decisions: Vec<Decision> = stored
+            .into_iter()
+            .map(|s| s.decision)
+            .filter(|d| !self.allowlist.overlaps(&d.value))
+            .collect();
+        let bans = {
+            let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+            decisions
+                .into_iter()
+                .filter(|d| book.insert(d.clone(), now) != Inserted::Covered)
+                .map(|d| Ban {
+                    value: d.value,
+                    until_ms: d.until_ms,
+                })
+                .collect::<Vec<_>>()
+        };
+        // Called even with nothing to restore: a backend without timeouts (Azure) drops what an
+        // earlier run left that is no longer in force.
+        if self.backend_op("restoring bans", |b| b.add(&bans)) && !bans.is_empty() {
+            self.stats.restored.fetch_add(bans.len() as u64, Ordering::Relaxed);
+            tracing::info!(
+                bans = bans.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "bans restored from the store"
+            );
+        }
+        self.gauge();
+    }
+
+    /// How many bans `value` had before.
+    async fn past_offences(&mut self, value: &Cidr) -> u32 {
+        if let Some(n) = self.offences.get(value) {
+            return *n;
+        }
+        let n = match self.store.get().await {
+            Some(s) => match s.offences(value).await {
+                Ok(n) => n,
+                Err(e) => {
+                    self.store.failed(&e);
+                    0
+                }
+            },
+            None => 0,
+        };
+        self.offences.insert(*value, n);
+        n
+    }
+
+    fn mint(&mut self, value: Cidr, reason: String, offence: u32, now: i64) -> Decision {
+        self.minted += 1;
+        Decision {
+            uuid: format!("{}-{:x}-{:x}", self.instance, now, self.minted),
+            value,
+            origin: "logsec".into(),
+            host: self.host.clone(),
+            reason,
+            offence,
+            created_ms: now,
+            until_ms: now.saturating_add(self.policy.ttl_ms(offence)),
+        }
+    }
+
+    /// Decides bans for addresses the pipeline blocked (and for their blocks, when aggregation
+    /// says so), then enacts them.
+    async fn blocks(&mut self, commands: Vec<Command>) {
+        let now = time::now_ms();
+        let mut fresh: Vec<Decision> = Vec::new();
+        for Command::Block { ip, reason } in commands {
+            let value = Cidr::host(ip);
+            let book = self.book.clone();
+            let covered = |fresh: &[Decision], v: &Cidr| {
+                fresh.iter().any(|d| d.value.covers(v))
+                    || book
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .covering(v, now)
+                        .is_some()
+            };
+            if self.allowlist.contains_addr(ip) || covered(&fresh, &value) {
+                continue;
+            }
+            let offence = self.past_offences(&value).await + 1;
+            fresh.push(self.mint(value, reason, offence, now));
+            if self.policy.aggregate_after == 0 {
+                continue;
+            }
+            let block = self.policy.block_of(ip);
+            let inside = self
+                .book
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .banned_inside(&block)
+                + fresh
+                    .iter()
+                    .filter(|d| d.value.is_host() && block.covers(&d.value))
+                    .count();
+            if inside >= self.policy.aggregate_after as usize
+                && !covered(&fresh, &block)
+                && !self.allowlist.overlaps(&block)
+            {
+                let offence = self.past_offences(&block).await + 1;
+                let why = format!("{inside} addresses of the block banned");
+                fresh.push(self.mint(block, why, offence, now));
+            }
+        }
+        self.enact(fresh, true).await;
+    }
+
+    /// Applies decisions from other agents.
+    async fn fleet_messages(&mut self, messages: Vec<Message>) {
+        let mut add = Vec::new();
+        for m in messages {
+            self.stats.fleet_received.fetch_add(1, Ordering::Relaxed);
+            let d = m.decision;
+            if self.allowlist.overlaps(&d.value) {
+                tracing::warn!(value = %d.value, from = %d.host, "the fleet asked to ban an allowlisted address; ignored");
+                continue;
+            }
+            match m.op {
+                Op::Add => add.push(Decision {
+                    origin: "fleet".into(),
+                    ..d
+                }),
+                Op::Lift => self.lift_local(&d).await,
+            }
+        }
+        self.enact(add, false).await;
+    }
+
+    /// Lifts `d` here if it is the decision in force on its value.
+    async fn lift_local(&mut self, d: &Decision) {
+        let removed = {
+            let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+            if book.has_uuid(&d.uuid, &d.value) {
+                book.remove(&d.value)
+            } else {
+                None
+            }
+        };
+        if let Some(gone) = removed {
+            self.stats.lifted.fetch_add(1, Ordering::Relaxed);
+            self.backend_op("lifting a ban", |b| b.remove(&[gone.value]));
+            tracing::info!(value = %gone.value, "ban lifted");
+            if let Some(s) = self.store.get().await
+                && let Err(e) = s.lift(&gone.value, time::now_ms()).await
+            {
+                self.store.failed(&e);
+            }
+            self.gauge();
+        }
+    }
+
+    /// Puts `decisions` in the book, the firewall and the store, and shares them when `share`.
+    async fn enact(&mut self, decisions: Vec<Decision>, share: bool) {
+        if decisions.is_empty() {
+            return;
+        }
+        let now = time::now_ms();
+        let (mut new, mut longer) = (Vec::new(), Vec::new());
+        {
+            let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+            for d in decisions {
+                match book.insert(d.clone(), now) {
+                    Inserted::New => new.push(d),
+                    Inserted::Longer => longer.push(d),
+                    Inserted::Covered => {}
+                }
+            }
+        }
+        let bans = |ds: &[Decision]| -> Vec<Ban> {
+            ds.iter()
+                .map(|d| Ban {
+                    value: d.value,
+                    until_ms: d.until_ms,
+                })
+                .collect()
+        };
+        if !new.is_empty() {
+            self.apply_and_verify(&bans(&new));
+        }
+        if !longer.is_empty() {
+            let b = bans(&longer);
+            self.backend_op("lengthening bans", |be| be.renew(&b));
+        }
+        for d in new.iter().chain(&longer) {
+            self.offences.insert(d.value, d.offence);
+            tracing::info!(value = %d.value, until = %time::rfc3339(d.until_ms), offence = d.offence, origin = %d.origin, host = %d.host, reason = %d.reason, "ban decided");
+        }
+        let all: Vec<Decision> = new.into_iter().chain(longer).collect();
+        if share && let Some(f) = self.fleet.as_mut() {
+            for d in &all {
+                match f.publish(Op::Add, d).await {
+                    Ok(()) => {
+                        self.stats.fleet_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), value = %d.value, "cannot share a decision with the fleet")
+                    }
+                }
+            }
+        }
+        self.unsaved.extend(all);
+        self.save().await;
+        self.gauge();
+    }
+
+    fn apply_and_verify(&mut self, bans: &[Ban]) {
+        if !self.backend_op("banning", |b| b.add(bans)) {
+            self.stats.failed.fetch_add(bans.len() as u64, Ordering::Relaxed);
+            return;
+        }
+        self.stats.applied.fetch_add(bans.len() as u64, Ordering::Relaxed);
+        match self.backend.present() {
+            Ok(Some(present)) => {
+                for b in bans {
+                    if present.contains(&b.value) {
+                        self.stats.verified.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(value = %b.value, backend = self.backend.name(), "a ban did not take: the firewall does not hold it after adding it");
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the bans back"),
+        }
+    }
+
+    /// Writes decisions not yet in the store.
+    async fn save(&mut self) {
+        if self.unsaved.is_empty() {
+            return;
+        }
+        let Some(store) = self.store.get().await else {
+            if self.unsaved.len() > MAX_UNSAVED {
+                let drop = self.unsaved.len() - MAX_UNSAVED;
+                self.unsaved.drain(..drop);
+                tracing::error!(
+                    dropped = drop,
+                    "the store has been unreachable for long: the oldest unsaved decisions are forgotten (their bans stay in force)"
                 );
             }
-            Err(e) => tracing::error!(error = %e, "restoring bans failed; retrying at the next reconcile"),
+            return;
+        };
+        match store.insert_decisions(&self.unsaved).await {
+            Ok(_) => self.unsaved.clear(),
+            Err(e) => self.store.failed(&e),
         }
     }
-    let mut last_reconcile = Instant::now();
-    loop {
-        let mut fresh = Vec::new();
-        match rx.recv_timeout(RECONCILE_EVERY) {
-            Ok(b) => fresh.push(b),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
-        }
-        fresh.extend(rx.try_iter());
-        let now = time::now_ms();
-        active.retain(|_, until| *until > now);
-        // The latest end asked for each address, then: not banned yet, or banned for less.
-        let mut latest: HashMap<IpAddr, i64> = HashMap::new();
-        for b in fresh {
-            let until = latest.entry(b.ip).or_insert(b.until_ms);
-            *until = (*until).max(b.until_ms);
-        }
-        let (mut new, mut renewed) = (Vec::new(), Vec::new());
-        for (ip, until_ms) in latest {
-            let ban = Ban { ip, until_ms };
-            match active.entry(ip) {
-                Entry::Vacant(v) => {
-                    v.insert(until_ms);
-                    new.push(ban);
-                }
-                Entry::Occupied(mut o) if *o.get() < until_ms => {
-                    o.insert(until_ms);
-                    renewed.push(ban);
-                }
-                Entry::Occupied(_) => {}
-            }
-        }
-        if !new.is_empty() {
-            apply_and_verify(&nft, &new, stats);
-        }
-        if !renewed.is_empty()
-            && let Err(e) = nft.renew(&elements(&renewed))
-        {
-            tracing::warn!(error = %e, bans = renewed.len(), "lengthening bans failed; the reconcile re-adds them when they lapse");
-        }
-        if last_reconcile.elapsed() >= RECONCILE_EVERY {
-            last_reconcile = Instant::now();
-            reconcile(&nft, &active, stats);
-        }
-        stats.active.store(active.len() as u64, Ordering::Relaxed);
-    }
-}
 
-fn elements(bans: &[Ban]) -> Vec<Element> {
-    let now = time::now_ms();
-    bans.iter()
-        .map(|b| Element {
-            ip: b.ip,
-            timeout_s: ((b.until_ms - now).max(0) as u64).div_ceil(1000),
-        })
-        .collect()
-}
-
-fn apply_and_verify(nft: &Nft, bans: &[Ban], stats: &EnforceStats) {
-    if let Err(e) = nft.apply(&elements(bans)) {
-        stats.failed.fetch_add(bans.len() as u64, Ordering::Relaxed);
-        tracing::error!(error = %e, bans = bans.len(), "banning failed; retrying at the next reconcile");
-        return;
-    }
-    stats.applied.fetch_add(bans.len() as u64, Ordering::Relaxed);
-    match nft.list() {
-        Ok(present) => {
-            for b in bans {
-                if present.contains(&b.ip) {
-                    stats.verified.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(ip = %b.ip, until = %time::rfc3339(b.until_ms), "banned");
-                } else {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(ip = %b.ip, "a ban did not take: the address is not in the set after adding it");
-                }
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot read the bans back"),
-    }
-}
-
-fn reconcile(nft: &Nft, active: &HashMap<IpAddr, i64>, stats: &EnforceStats) {
-    if active.is_empty() {
-        return;
-    }
-    let present = match nft.list() {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the firewall to reconcile");
+    /// Takes ended bans out of the book (and out of a firewall that does not end them itself).
+    fn expire(&mut self) {
+        let ended = self
+            .book
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .expire(time::now_ms());
+        if ended.is_empty() {
             return;
         }
-    };
-    let missing: Vec<Ban> = active
-        .iter()
-        .filter(|(ip, _)| !present.contains(ip))
-        .map(|(ip, until)| Ban {
-            ip: *ip,
-            until_ms: *until,
-        })
-        .collect();
-    if missing.is_empty() {
-        return;
-    }
-    tracing::warn!(
-        missing = missing.len(),
-        "bans missing from the firewall; re-adding them"
-    );
-    match nft.apply(&elements(&missing)) {
-        Ok(()) => {
-            stats.healed.fetch_add(missing.len() as u64, Ordering::Relaxed);
+        self.stats.lifted.fetch_add(ended.len() as u64, Ordering::Relaxed);
+        if !self.backend.expires_by_itself() {
+            let values: Vec<Cidr> = ended.iter().map(|d| d.value).collect();
+            self.backend_op("removing ended bans", |b| b.remove(&values));
         }
-        Err(e) => tracing::error!(error = %e, "re-adding bans failed"),
+        self.gauge();
+    }
+
+    /// Picks up decisions other processes wrote to the store (`logsec decisions add`, another
+    /// agent on the same database) and ones an operator lifted.
+    async fn sync_store(&mut self) {
+        self.save().await;
+        let now = time::now_ms();
+        let Some(store) = self.store.get().await else {
+            return;
+        };
+        let (added, lifted) = match (
+            store.decisions_after(self.last_id, 10_000).await,
+            store.lifted_since(self.lifted_checked_ms - 1000).await,
+        ) {
+            (Ok(a), Ok(l)) => (a, l),
+            (Err(e), _) | (_, Err(e)) => {
+                self.store.failed(&e);
+                return;
+            }
+        };
+        self.lifted_checked_ms = now;
+        self.last_id = added.iter().map(|d| d.id).max().unwrap_or(self.last_id);
+        let fresh: Vec<Decision> = added
+            .into_iter()
+            .filter(|s| s.deleted_ms.is_none() && s.decision.until_ms > now)
+            .map(|s| s.decision)
+            .filter(|d| !self.allowlist.overlaps(&d.value))
+            .collect();
+        self.enact(fresh, false).await;
+        for s in lifted {
+            self.lift_local(&s.decision).await;
+        }
+    }
+
+    /// Re-adds bans the firewall lost.
+    fn reconcile(&mut self) {
+        if !self.prepared {
+            self.prepare();
+        }
+        let active: Vec<Ban> = {
+            let book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+            if book.is_empty() {
+                return;
+            }
+            book.active()
+                .map(|d| Ban {
+                    value: d.value,
+                    until_ms: d.until_ms,
+                })
+                .collect()
+        };
+        let present = match self.backend.present() {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(e) => {
+                self.stats.backend_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "cannot read the firewall to reconcile");
+                return;
+            }
+        };
+        let missing: Vec<Ban> = active.into_iter().filter(|b| !present.contains(&b.value)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            missing = missing.len(),
+            "bans missing from the firewall; re-adding them"
+        );
+        if self.backend_op("re-adding lost bans", |b| b.add(&missing)) {
+            self.stats.healed.fetch_add(missing.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn gauge(&self) {
+        let n = self.book.lock().unwrap_or_else(|p| p.into_inner()).len();
+        self.stats.active.store(n as u64, Ordering::Relaxed);
     }
 }

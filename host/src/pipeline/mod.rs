@@ -44,6 +44,8 @@ pub struct Settings {
     pub policy: String,
     /// Addresses never analysed further and never blocked.
     pub allowlist: Arc<Allowlist>,
+    /// Proxies whose requests are attributed to the client they report (`X-Forwarded-For`).
+    pub trusted_proxies: Arc<Allowlist>,
     /// Addresses decided malicious recently; `None` analyses every request afresh (`logsec check`).
     pub cache: Option<Arc<RequestCache>>,
     /// The cache's clock is the requests' own log time (replay) instead of the wall clock.
@@ -67,6 +69,7 @@ impl Default for Settings {
             escalate_at: DEFAULT_ESCALATE_AT,
             policy: "threshold".into(),
             allowlist: Arc::default(),
+            trusted_proxies: Arc::default(),
             cache: None,
             log_clock: false,
             analysts: false,
@@ -195,7 +198,10 @@ impl Worker {
         let mut outcomes = Vec::with_capacity(lines.len());
         let mut requests = Vec::new();
         let mut request_line = Vec::new();
-        for (i, result) in parsed.into_iter().enumerate() {
+        for (i, mut result) in parsed.into_iter().enumerate() {
+            if let Ok(ParseResult::Request(r)) = &mut result {
+                memory::attribute_to_client(r, &self.settings.trusted_proxies);
+            }
             outcomes.push(match result {
                 Ok(ParseResult::Request(r)) if self.settings.allowlist.contains(&r.ip) => Outcome::Allowed,
                 Ok(ParseResult::Request(r)) => match self

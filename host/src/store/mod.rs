@@ -9,6 +9,7 @@
 //! - Every value is bound as a parameter, never formatted into SQL: log fields are attacker data.
 //! - Text holds no NUL byte (PostgreSQL refuses them): a NUL is stored as `\x00`, nginx's escape.
 
+pub mod decisions;
 pub mod spool;
 pub mod time;
 

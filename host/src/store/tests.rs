@@ -37,6 +37,108 @@ async fn exercise(store: &Store, file: &str) {
     assert_eq!(store.insert(&many).await.unwrap(), 1200);
 }
 
+fn decision(uuid: &str, value: &str, until_ms: i64) -> decisions::Decision {
+    decisions::Decision {
+        uuid: uuid.into(),
+        value: value.parse().unwrap(),
+        origin: "logsec".into(),
+        host: "web-1".into(),
+        reason: HOSTILE.into(),
+        offence: 1,
+        created_ms: 1_000,
+        until_ms,
+    }
+}
+
+/// The decisions table on either database: one row per uuid, offences counted across lifts,
+/// lifting, and the change queries the enforcer polls.
+async fn exercise_decisions(store: &Store, tag: &str) {
+    let now = time::now_ms();
+    let (a, b) = (format!("{tag}-a"), format!("{tag}-b"));
+    // A value of this run only, so counts are not disturbed by other runs on the same database.
+    let n = (now as u64 % 250) as u8 + 1;
+    let ip = format!("198.18.{n}.{}", (now / 1000 % 250) + 1);
+    let block = format!("198.18.{n}.0/24");
+    let start = store
+        .decisions_after(0, 1_000_000)
+        .await
+        .unwrap()
+        .last()
+        .map_or(0, |d| d.id);
+    let first = vec![decision(&a, &ip, now + 60_000), decision(&b, &block, now + 60_000)];
+    assert_eq!(store.insert_decisions(&first).await.unwrap(), 2);
+    assert_eq!(
+        store.insert_decisions(&first).await.unwrap(),
+        0,
+        "the same uuid is stored once"
+    );
+    let added = store.decisions_after(start, 100).await.unwrap();
+    let mine: Vec<_> = added.iter().filter(|d| d.decision.uuid.starts_with(tag)).collect();
+    assert_eq!(mine.len(), 2);
+    assert_eq!(mine[1].decision.value.to_string(), block);
+    assert_eq!(mine[0].decision.reason, HOSTILE.replace('\0', "\\x00"));
+    let active = store.active_decisions(now).await.unwrap();
+    assert!(active.iter().any(|d| d.decision.uuid == a));
+    let value = ip.parse().unwrap();
+    assert_eq!(store.offences(&value).await.unwrap(), 1);
+    let lifted = store.lift(&value, now).await.unwrap();
+    assert_eq!(lifted.len(), 1);
+    assert!(store.lift(&value, now).await.unwrap().is_empty(), "lifted once");
+    assert!(
+        !store
+            .active_decisions(now)
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.decision.uuid == a)
+    );
+    assert!(
+        store
+            .lifted_since(now)
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.decision.uuid == a)
+    );
+    // A later ban of the same address is its second offence.
+    store
+        .insert_decisions(&[decision(&format!("{tag}-c"), &ip, now + 120_000)])
+        .await
+        .unwrap();
+    assert_eq!(store.offences(&value).await.unwrap(), 2);
+    // An ended decision is not in force.
+    store
+        .insert_decisions(&[decision(&format!("{tag}-d"), "198.18.0.1", now - 1)])
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .active_decisions(now)
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.decision.uuid.ends_with("-d"))
+    );
+    let listed = store.list_decisions(true, now, 10).await.unwrap();
+    assert!(listed.iter().any(|d| d.decision.uuid == a && d.deleted_ms.is_some()));
+    assert!(
+        !store
+            .list_decisions(false, now, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.decision.uuid == a)
+    );
+}
+
+#[tokio::test]
+async fn sqlite_keeps_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("logsec.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    exercise_decisions(&store, "sqlite").await;
+}
+
 #[tokio::test]
 async fn sqlite_stores_each_line_once_and_survives_hostile_text() {
     let dir = tempfile::tempdir().unwrap();
@@ -76,6 +178,7 @@ async fn postgres_has_the_same_schema_and_behaviour() {
     };
     let file = format!("{:016x}", time::now_ms() as u64 ^ u64::from(std::process::id()) << 40);
     exercise(&store, &file).await;
+    exercise_decisions(&store, &file).await;
 }
 
 #[test]

@@ -12,7 +12,7 @@ use logsec::store::Store;
 use super::{KillOnDrop as Daemon, built_plugins, line, rules_file};
 
 /// Starts the daemon, its log appended to `config`'s folder/daemon.log.
-fn start(config: &Path) -> Daemon {
+pub(super) fn start(config: &Path) -> Daemon {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -27,7 +27,7 @@ fn start(config: &Path) -> Daemon {
         .expect("start logsec run")
 }
 
-fn daemon_log(config: &Path) -> std::path::PathBuf {
+pub(super) fn daemon_log(config: &Path) -> std::path::PathBuf {
     config.with_file_name("daemon.log")
 }
 
@@ -71,7 +71,7 @@ fn wait_rows(rt: &tokio::runtime::Runtime, db: &str, want: i64) -> i64 {
 }
 
 /// `GET path` on the daemon's listener; the body. Waits for the listener to come up.
-fn get(port: u16, path: &str) -> String {
+pub(super) fn get(port: u16, path: &str) -> String {
     use std::io::Read;
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut conn = loop {
@@ -88,7 +88,7 @@ fn get(port: u16, path: &str) -> String {
     response.split_once("\r\n\r\n").unwrap().1.to_owned()
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -96,7 +96,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn stop(mut daemon: Daemon) {
+pub(super) fn stop(mut daemon: Daemon) {
     let mut child = daemon.0.take().expect("running");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -177,7 +177,7 @@ fn run_stores_flagged_lines_and_restarts_without_loss_or_repeat() {
 }
 
 /// A config with the built plugins, `sources` (TOML), and `extra` sections.
-fn write_config(dir: &Path, sources: &str, extra: &str) -> std::path::PathBuf {
+pub(super) fn write_config(dir: &Path, sources: &str, extra: &str) -> std::path::PathBuf {
     let config = dir.join("logsec.toml");
     std::fs::write(
         &config,

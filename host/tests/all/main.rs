@@ -1,8 +1,11 @@
 //! Integration tests of the host: one test binary (faster to link) with a module per concern.
 
 mod analysts;
+#[cfg(feature = "azure")]
+mod azure;
 mod cli;
 mod daemon;
+mod decisions;
 mod enforce;
 mod examples;
 mod fakes;

@@ -1,0 +1,176 @@
+//! Fleet sharing: agents that use one Redis brain share their ban decisions through a Redis
+//! stream (`logsec:decisions` unless `[response] fleet_stream` says otherwise), so a ban decided on one host is applied on the others, each in
+//! its own backend, within the time of one `XREAD` wake-up (milliseconds).
+//!
+//! Invariants:
+//! - A stream, not pub/sub: an agent that starts, or reconnects after an outage, reads what it
+//!   missed (the stream keeps the latest [`STREAM_MAXLEN`] changes) and applies what is still in
+//!   force.
+//! - Each message names the agent instance that sent it; an agent skips its own.
+//! - A message is data: it is parsed into a [`Decision`] (whose value must be an address or block)
+//!   and goes through the same allowlist as local decisions.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+use crate::store::decisions::Decision;
+
+/// The stream decisions are shared through, by default (`[response] fleet_stream`).
+pub const STREAM: &str = "logsec:decisions";
+/// Changes the stream keeps (approximately).
+pub const STREAM_MAXLEN: usize = 100_000;
+/// How long one `XREAD` waits for news.
+const BLOCK: Duration = Duration::from_secs(1);
+
+/// What a message asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// Ban.
+    Add,
+    /// Lift the ban.
+    Lift,
+}
+
+/// One change shared with the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The sending agent process.
+    pub instance: String,
+    /// Ban or lift.
+    pub op: Op,
+    /// The decision.
+    pub decision: Decision,
+}
+
+/// A connection to the fleet's stream.
+#[derive(Clone)]
+pub struct Fleet {
+    client: redis::Client,
+    stream: String,
+    instance: String,
+    conn: Option<ConnectionManager>,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet").field("instance", &self.instance).finish()
+    }
+}
+
+async fn connect(client: &redis::Client, response_timeout: Duration) -> redis::RedisResult<ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(3)))
+        .set_response_timeout(Some(response_timeout))
+        .set_number_of_retries(1);
+    ConnectionManager::new_with_config(client.clone(), config).await
+}
+
+impl Fleet {
+    /// The fleet sharing `stream` behind `client`, as agent process `instance`.
+    pub fn new(client: redis::Client, stream: String, instance: String) -> Fleet {
+        Fleet {
+            client,
+            stream,
+            instance,
+            conn: None,
+        }
+    }
+
+    /// This process's instance id.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Shares `decision` with the fleet.
+    pub async fn publish(&mut self, op: Op, decision: &Decision) -> anyhow::Result<()> {
+        let msg = serde_json::to_string(&Message {
+            instance: self.instance.clone(),
+            op,
+            decision: decision.clone(),
+        })?;
+        if self.conn.is_none() {
+            self.conn = Some(connect(&self.client, Duration::from_secs(3)).await?);
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        let _: String = redis::cmd("XADD")
+            .arg(&self.stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(STREAM_MAXLEN)
+            .arg("*")
+            .arg("m")
+            .arg(msg)
+            .query_async(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Follows the stream from its start until `tx` closes, sending other agents' messages;
+    /// reconnects after errors.
+    pub async fn follow(self, tx: tokio::sync::mpsc::UnboundedSender<Message>) {
+        let mut last = "0".to_owned();
+        let mut failures = 0u32;
+        loop {
+            let mut conn = match connect(&self.client, BLOCK + Duration::from_secs(5)).await {
+                Ok(c) => c,
+                Err(e) => {
+                    if failures.is_multiple_of(30) {
+                        tracing::warn!(error = %e, "cannot reach the fleet's Redis; retrying");
+                    }
+                    failures += 1;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+            };
+            loop {
+                let reply: redis::RedisResult<Option<redis::streams::StreamReadReply>> = redis::cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(1000)
+                    .arg("BLOCK")
+                    .arg(BLOCK.as_millis() as u64)
+                    .arg("STREAMS")
+                    .arg(&self.stream)
+                    .arg(&last)
+                    .query_async(&mut conn)
+                    .await;
+                let reply = match reply {
+                    Ok(r) => r,
+                    Err(e) => {
+                        if failures.is_multiple_of(30) {
+                            tracing::warn!(error = %e, "reading the fleet's decisions failed; reconnecting");
+                        }
+                        failures += 1;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        break;
+                    }
+                };
+                failures = 0;
+                for key in reply.map(|r| r.keys).unwrap_or_default() {
+                    for entry in key.ids {
+                        last = entry.id.clone();
+                        let Some(text) = entry.get::<String>("m") else {
+                            continue;
+                        };
+                        match serde_json::from_str::<Message>(&text) {
+                            Ok(m) if m.instance == self.instance => {}
+                            Ok(m) => {
+                                if tx.send(m).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(id = %entry.id, error = %e, "a fleet message is not a decision; skipped")
+                            }
+                        }
+                    }
+                }
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        }
+    }
+}
