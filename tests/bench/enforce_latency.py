@@ -43,6 +43,8 @@ read_from = "beginning"
 [response]
 backend = "nftables"
 ban_ttl = "1h"
+# the attackers live on this namespace's loopback: they are the host's own addresses here
+allow_own_addresses = false
 [http]
 listen = ""
 """)

@@ -47,6 +47,11 @@ pub enum Action {
 
 /// Runs `action`; returns whether it did what was asked (a delete that found nothing did not).
 pub fn decisions(config: &Config, action: Action, out: &mut dyn Write) -> anyhow::Result<bool> {
+    if config.store.url.is_none() {
+        // The default store lives in the data directory, which the daemon creates; so does this.
+        std::fs::create_dir_all(&config.agent.data_dir)
+            .with_context(|| format!("cannot create {}", config.agent.data_dir.display()))?;
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let store = Store::connect(&config.store_url()).await?;
@@ -143,7 +148,7 @@ async fn share(config: &Config, op: Op, decisions: &[Decision]) {
         }
     };
     for d in decisions {
-        if let Err(e) = fleet.publish(op, d).await {
+        if let Err(e) = fleet.publish(op, d) {
             eprintln!(
                 "logsec: warning: cannot share with the fleet ({e:#}); agents on this store pick it up within seconds"
             );

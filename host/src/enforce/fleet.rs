@@ -12,7 +12,6 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use crate::store::decisions::Decision;
@@ -45,27 +44,37 @@ pub struct Message {
     pub decision: Decision,
 }
 
-/// A connection to the fleet's stream.
-#[derive(Clone)]
+/// A connection to the fleet's stream. Plain blocking connections on the enforcer's own threads:
+/// an XADD is one round trip, and the follower's blocking XREAD has a thread to itself.
 pub struct Fleet {
     client: redis::Client,
     stream: String,
     instance: String,
-    conn: Option<ConnectionManager>,
+    conn: Option<redis::Connection>,
+}
+
+impl Clone for Fleet {
+    /// The same fleet, without the connection (each user connects on its own).
+    fn clone(&self) -> Self {
+        Fleet::new(self.client.clone(), self.stream.clone(), self.instance.clone())
+    }
 }
 
 impl std::fmt::Debug for Fleet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fleet").field("instance", &self.instance).finish()
+        f.debug_struct("Fleet")
+            .field("stream", &self.stream)
+            .field("instance", &self.instance)
+            .finish()
     }
 }
 
-async fn connect(client: &redis::Client, response_timeout: Duration) -> redis::RedisResult<ConnectionManager> {
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(3)))
-        .set_response_timeout(Some(response_timeout))
-        .set_number_of_retries(1);
-    ConnectionManager::new_with_config(client.clone(), config).await
+/// A blocking connection whose reads give up after `read_timeout`.
+fn connect(client: &redis::Client, read_timeout: Duration) -> redis::RedisResult<redis::Connection> {
+    let conn = client.get_connection_with_timeout(Duration::from_secs(3))?;
+    conn.set_read_timeout(Some(read_timeout))?;
+    conn.set_write_timeout(Some(Duration::from_secs(3)))?;
+    Ok(conn)
 }
 
 impl Fleet {
@@ -84,44 +93,57 @@ impl Fleet {
         &self.instance
     }
 
-    /// Shares `decision` with the fleet.
-    pub async fn publish(&mut self, op: Op, decision: &Decision) -> anyhow::Result<()> {
+    /// Shares `decision` with the fleet (blocking: one round trip; reconnects once after an
+    /// error).
+    pub fn publish(&mut self, op: Op, decision: &Decision) -> anyhow::Result<()> {
         let msg = serde_json::to_string(&Message {
             instance: self.instance.clone(),
             op,
             decision: decision.clone(),
         })?;
-        if self.conn.is_none() {
-            self.conn = Some(connect(&self.client, Duration::from_secs(3)).await?);
+        let mut last = None;
+        for _ in 0..2 {
+            if self.conn.is_none() {
+                self.conn = Some(connect(&self.client, Duration::from_secs(3))?);
+            }
+            let conn = self.conn.as_mut().expect("connected above");
+            let sent: redis::RedisResult<String> = redis::cmd("XADD")
+                .arg(&self.stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(STREAM_MAXLEN)
+                .arg("*")
+                .arg("m")
+                .arg(&msg)
+                .query(conn);
+            match sent {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    self.conn = None;
+                    last = Some(e);
+                }
+            }
         }
-        let conn = self.conn.as_mut().expect("connected above");
-        let _: String = redis::cmd("XADD")
-            .arg(&self.stream)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(STREAM_MAXLEN)
-            .arg("*")
-            .arg("m")
-            .arg(msg)
-            .query_async(conn)
-            .await?;
-        Ok(())
+        Err(last.expect("two failed attempts").into())
     }
 
     /// Follows the stream from its start until `tx` closes, sending other agents' messages;
-    /// reconnects after errors.
-    pub async fn follow(self, tx: tokio::sync::mpsc::UnboundedSender<Message>) {
+    /// reconnects after errors. Blocks: run it on a thread of its own.
+    pub fn follow(self, tx: tokio::sync::mpsc::UnboundedSender<Message>) {
         let mut last = "0".to_owned();
         let mut failures = 0u32;
         loop {
-            let mut conn = match connect(&self.client, BLOCK + Duration::from_secs(5)).await {
+            let mut conn = match connect(&self.client, BLOCK + Duration::from_secs(5)) {
                 Ok(c) => c,
                 Err(e) => {
                     if failures.is_multiple_of(30) {
                         tracing::warn!(error = %e, "cannot reach the fleet's Redis; retrying");
                     }
                     failures += 1;
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    std::thread::sleep(Duration::from_secs(2));
+                    if tx.is_closed() {
+                        return;
+                    }
                     continue;
                 }
             };
@@ -134,8 +156,7 @@ impl Fleet {
                     .arg("STREAMS")
                     .arg(&self.stream)
                     .arg(&last)
-                    .query_async(&mut conn)
-                    .await;
+                    .query(&mut conn);
                 let reply = match reply {
                     Ok(r) => r,
                     Err(e) => {
@@ -143,7 +164,7 @@ impl Fleet {
                             tracing::warn!(error = %e, "reading the fleet's decisions failed; reconnecting");
                         }
                         failures += 1;
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        std::thread::sleep(Duration::from_secs(1));
                         break;
                     }
                 };

@@ -130,7 +130,7 @@ impl Enforcer {
             fleet: options.fleet,
             book: book.clone(),
             stats: stats.clone(),
-            unsaved: Vec::new(),
+            saver: None,
             offences: HashMap::new(),
             last_id: 0,
             lifted_checked_ms: time::now_ms(),
@@ -243,6 +243,55 @@ impl LazyStore {
     }
 }
 
+/// Writes decisions to the store off the enforcer's path, so a slow disk (an fsync at a WAL
+/// checkpoint took 1.5 s here) or an unreachable store never delays a ban or its sharing.
+/// Decisions the store refuses are kept (at most [`MAX_UNSAVED`]) and tried again every
+/// [`RECONCILE_EVERY`]; when the channel closes, it tries once more and ends.
+async fn save_loop(url: Option<String>, mut rx: UnboundedReceiver<Vec<Decision>>) {
+    let mut store = LazyStore::new(url);
+    let mut unsaved: Vec<Decision> = Vec::new();
+    loop {
+        let got = if unsaved.is_empty() {
+            rx.recv().await
+        } else {
+            tokio::time::timeout(RECONCILE_EVERY, rx.recv())
+                .await
+                .unwrap_or(Some(Vec::new()))
+        };
+        let closed = got.is_none();
+        unsaved.extend(got.into_iter().flatten());
+        while let Ok(more) = rx.try_recv() {
+            unsaved.extend(more);
+        }
+        if !unsaved.is_empty() {
+            match store.get().await {
+                Some(s) => match s.insert_decisions(&unsaved).await {
+                    Ok(_) => unsaved.clear(),
+                    Err(e) => store.failed(&e),
+                },
+                None => {}
+            }
+            if unsaved.len() > MAX_UNSAVED {
+                let drop = unsaved.len() - MAX_UNSAVED;
+                unsaved.drain(..drop);
+                tracing::error!(
+                    dropped = drop,
+                    "the store has been unreachable for long: the oldest unsaved decisions are forgotten (their bans stay in force)"
+                );
+            }
+        }
+        if closed {
+            if !unsaved.is_empty() {
+                tracing::error!(
+                    decisions = unsaved.len(),
+                    "stopping with decisions the store did not take"
+                );
+            }
+            return;
+        }
+    }
+}
+
 struct Worker {
     backend: Box<dyn Backend>,
     allowlist: Arc<Allowlist>,
@@ -253,8 +302,8 @@ struct Worker {
     fleet: Option<Fleet>,
     book: Arc<Mutex<Book>>,
     stats: Arc<EnforceStats>,
-    /// Decisions not yet in the store.
-    unsaved: Vec<Decision>,
+    /// Where decisions go to be written to the store.
+    saver: Option<UnboundedSender<Vec<Decision>>>,
     /// Bans each value had (from the store, then counted here).
     offences: HashMap<Cidr, u32>,
     /// The highest store row id seen.
@@ -269,11 +318,20 @@ struct Worker {
 
 impl Worker {
     async fn run(mut self, mut rx: UnboundedReceiver<Command>) {
+        let (save_tx, save_rx) = unbounded_channel();
+        self.saver = Some(save_tx);
+        let saver = tokio::spawn(save_loop(self.store.url.clone(), save_rx));
         self.prepare();
         self.restore().await;
         let (fleet_tx, mut fleet_rx) = unbounded_channel();
         if let Some(f) = self.fleet.clone() {
-            tokio::spawn(f.follow(fleet_tx));
+            // On a thread of its own: its XREAD blocks.
+            let spawned = std::thread::Builder::new()
+                .name("fleet".into())
+                .spawn(move || f.follow(fleet_tx));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot follow the fleet");
+            }
         }
         let mut expire = tokio::time::interval(EXPIRE_EVERY);
         let mut last_reconcile = Instant::now();
@@ -304,7 +362,9 @@ impl Worker {
                 }
             }
         }
-        self.save().await;
+        // The saver writes what it holds, then ends.
+        self.saver = None;
+        let _ = saver.await;
     }
 
     /// Runs a backend operation, counting failures and keeping `backend_up`.
@@ -550,7 +610,7 @@ impl Worker {
         let all: Vec<Decision> = new.into_iter().chain(longer).collect();
         if share && let Some(f) = self.fleet.as_mut() {
             for d in &all {
-                match f.publish(Op::Add, d).await {
+                match f.publish(Op::Add, d) {
                     Ok(()) => {
                         self.stats.fleet_sent.fetch_add(1, Ordering::Relaxed);
                     }
@@ -560,8 +620,9 @@ impl Worker {
                 }
             }
         }
-        self.unsaved.extend(all);
-        self.save().await;
+        if let Some(saver) = &self.saver {
+            let _ = saver.send(all);
+        }
         self.gauge();
     }
 
@@ -587,28 +648,6 @@ impl Worker {
         }
     }
 
-    /// Writes decisions not yet in the store.
-    async fn save(&mut self) {
-        if self.unsaved.is_empty() {
-            return;
-        }
-        let Some(store) = self.store.get().await else {
-            if self.unsaved.len() > MAX_UNSAVED {
-                let drop = self.unsaved.len() - MAX_UNSAVED;
-                self.unsaved.drain(..drop);
-                tracing::error!(
-                    dropped = drop,
-                    "the store has been unreachable for long: the oldest unsaved decisions are forgotten (their bans stay in force)"
-                );
-            }
-            return;
-        };
-        match store.insert_decisions(&self.unsaved).await {
-            Ok(_) => self.unsaved.clear(),
-            Err(e) => self.store.failed(&e),
-        }
-    }
-
     /// Takes ended bans out of the book (and out of a firewall that does not end them itself).
     fn expire(&mut self) {
         let ended = self
@@ -630,7 +669,6 @@ impl Worker {
     /// Picks up decisions other processes wrote to the store (`logsec decisions add`, another
     /// agent on the same database) and ones an operator lifted.
     async fn sync_store(&mut self) {
-        self.save().await;
         let now = time::now_ms();
         let Some(store) = self.store.get().await else {
             return;

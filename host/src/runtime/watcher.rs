@@ -7,6 +7,7 @@
 //! - The rules file is watched through its directory, because editors and deploy tools replace it by
 //!   rename. A rules file that does not parse or compile keeps the previous rules serving.
 //! - Reloads run on the watcher's thread, never on a pipeline worker.
+//! - Only changes count (create, write, rename, remove); reading a file is not an event.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,7 +42,13 @@ pub fn watch(registry: Arc<Registry>, rules: Option<PathBuf>) -> anyhow::Result<
                 return;
             }
         };
-        let mut paths: Vec<PathBuf> = events.iter().flat_map(|e| e.paths.iter().cloned()).collect();
+        // Reads are not changes: a reload reads the file, and so does every other daemon sharing
+        // the directory, so reacting to access events would read and hash the plugins forever.
+        let mut paths: Vec<PathBuf> = events
+            .iter()
+            .filter(|e| !matches!(e.kind, notify::EventKind::Access(_)))
+            .flat_map(|e| e.paths.iter().cloned())
+            .collect();
         paths.sort();
         paths.dedup();
         for path in paths {

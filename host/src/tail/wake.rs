@@ -6,6 +6,8 @@
 //!   `fallback` interval, so a lost event, an unwatchable directory or a filesystem without inotify
 //!   (NFS, some container mounts) only costs latency.
 //! - Events are coalesced: any number of events while the tailer is busy is one wake-up.
+//! - Only changes wake it (create, write, rename, remove); opening or reading a file does not,
+//!   or the tailer's own reads would keep it awake.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,7 +26,9 @@ impl Wake {
     pub fn watch<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Wake {
         let (tx, rx) = bounded(1);
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
+            // Opening and reading a file are events too, and the tailer's own reads would wake it
+            // again at once (a busy loop): only changes wake it.
+            if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
                 // Full means a wake-up is already pending.
                 let _ = tx.try_send(());
             }
@@ -98,6 +102,21 @@ mod tests {
             watch_target("access.log"),
             Some((PathBuf::from("."), RecursiveMode::NonRecursive))
         );
+    }
+
+    #[test]
+    fn reading_a_file_does_not_wake_the_waiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.log");
+        std::fs::write(&file, "line\n").unwrap();
+        let wake = Wake::watch([dir.path().join("*.log").to_str().unwrap()]);
+        std::thread::sleep(Duration::from_millis(100));
+        while wake.rx.try_recv().is_ok() {}
+        for _ in 0..10 {
+            let _ = std::fs::read(&file).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(wake.rx.try_recv().is_err(), "reads woke the tailer");
     }
 
     #[test]

@@ -110,6 +110,7 @@ fn decisions_api_aggregation_repeat_offenders_and_the_cli() {
         &format!("[[sources]]\npath = {:?}\nread_from = \"beginning\"\n", log),
         &format!(
             "[response]\nbackend = \"log\"\nban_ttl = \"5s\"\nban_factor = 3.0\naggregate_after = 2\n\
+             trusted_proxies = [\"10.0.0.0/8\"]\n\
              allowlist = [\"127.0.0.0/8\", \"198.51.101.200/32\"]\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n"
         ),
     );
@@ -226,8 +227,69 @@ fn decisions_api_aggregation_repeat_offenders_and_the_cli() {
     assert!(!ok && out.contains("no decision"), "{out}");
     let (ok, out) = logsec(&["decisions", "add", "--config", cfg, "not-an-address; rm -rf /"]);
     assert!(!ok && out.contains("not an address"), "{out}");
+
+    // Behind a trusted proxy, the ban goes to the client the proxy reported, never to the proxy;
+    // an untrusted address cannot pass the blame on with a header of its own.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let uri = "/item.php?id=1%27%20union%20select%20password%20from%20users--";
+    writeln!(f, "{} \"203.0.113.99\"", line("10.0.0.2", uri, "sqlmap/1.8")).unwrap();
+    writeln!(f, "{} \"198.18.7.98\"", line("192.0.2.44", uri, "sqlmap/1.8")).unwrap();
+    drop(f);
+    assert!(
+        eventually(|| !json(port, "/v1/decisions?ip=192.0.2.44").is_null()),
+        "daemon log:\n{}",
+        daemon_log()
+    );
+    assert!(
+        !json(port, "/v1/decisions?ip=203.0.113.99").is_null(),
+        "the client behind the proxy is banned"
+    );
+    assert!(json(port, "/v1/decisions?ip=10.0.0.2").is_null(), "the proxy is not");
+    assert!(
+        json(port, "/v1/decisions?ip=198.18.7.98").is_null(),
+        "a forged header names nobody"
+    );
+
     let metrics = super::daemon::get(port, "/metrics");
     assert!(metrics.contains("logsec_bans_active "), "{metrics}");
+    stop(daemon);
+}
+
+#[test]
+fn a_failing_backend_is_reported_and_analysis_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    let port = free_port();
+    let log = w.join("access.log");
+    std::fs::write(&log, "").unwrap();
+    let config = write_config(
+        w,
+        &format!("[[sources]]\npath = {:?}\nread_from = \"beginning\"\n", log),
+        &format!("[response]\nbackend = \"nftables\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    // No `nft` on this PATH: the backend cannot work.
+    let daemon = Command::new(env!("CARGO_BIN_EXE_logsec"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("PATH", w)
+        .env("LOGSEC_BOUNCER_KEY", KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(
+            std::fs::File::create(w.join("daemon.log")).unwrap(),
+        ))
+        .spawn()
+        .map(|c| KillOnDrop(Some(c)))
+        .unwrap();
+    attack(&log, "203.0.113.70");
+    assert!(
+        eventually(|| !json(port, "/v1/decisions?ip=203.0.113.70").is_null()),
+        "the decision is made even though it cannot be enforced here"
+    );
+    let metrics = super::daemon::get(port, "/metrics");
+    for want in ["logsec_backend_up 0", "logsec_rows_stored_total 1"] {
+        assert!(metrics.contains(want), "{want}: {metrics}");
+    }
+    let text = std::fs::read_to_string(w.join("daemon.log")).unwrap();
+    assert!(text.contains("cannot run nft"), "the reason is given:\n{text}");
     stop(daemon);
 }
 
