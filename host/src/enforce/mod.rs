@@ -264,12 +264,11 @@ async fn save_loop(url: Option<String>, mut rx: UnboundedReceiver<Vec<Decision>>
             unsaved.extend(more);
         }
         if !unsaved.is_empty() {
-            match store.get().await {
-                Some(s) => match s.insert_decisions(&unsaved).await {
+            if let Some(s) = store.get().await {
+                match s.insert_decisions(&unsaved).await {
                     Ok(_) => unsaved.clear(),
                     Err(e) => store.failed(&e),
-                },
-                None => {}
+                }
             }
             if unsaved.len() > MAX_UNSAVED {
                 let drop = unsaved.len() - MAX_UNSAVED;
