@@ -174,6 +174,17 @@ impl Azure {
         Ok(())
     }
 
+    /// Every rule of the NSG.
+    fn list_rules(&self) -> Result<Vec<SecurityRule>, String> {
+        let c = &self.config;
+        let list = self
+            .client
+            .security_rules_client()
+            .list(&c.resource_group, &c.nsg, &c.subscription_id);
+        self.block_on(list_all(list))
+            .map_err(|e| format!("Azure NSG {}: {e}", c.nsg))
+    }
+
     fn capacity(&self) -> usize {
         self.config.max_rules * self.config.prefixes_per_rule
     }
@@ -187,14 +198,7 @@ impl Backend for Azure {
     /// Reads the NSG's logsec rules, adopting what they hold (after a restart the store restores
     /// the same bans into the same rules); checks the credentials and the NSG.
     fn prepare(&mut self) -> Result<(), String> {
-        let c = &self.config;
-        let list = self
-            .client
-            .security_rules_client()
-            .list(&c.resource_group, &c.nsg, &c.subscription_id);
-        let found = self
-            .block_on(list_all(list))
-            .map_err(|e| format!("Azure NSG {}: {e}", c.nsg))?;
+        let found = self.list_rules()?;
         self.written.clear();
         self.foreign.clear();
         for rule in found {
@@ -267,14 +271,7 @@ impl Backend for Azure {
     }
 
     fn present(&mut self) -> Result<Option<HashSet<Cidr>>, String> {
-        let c = &self.config;
-        let list = self
-            .client
-            .security_rules_client()
-            .list(&c.resource_group, &c.nsg, &c.subscription_id);
-        let found = self
-            .block_on(list_all(list))
-            .map_err(|e| format!("Azure NSG {}: {e}", c.nsg))?;
+        let found = self.list_rules()?;
         let mut present = HashSet::new();
         for rule in found {
             if !rule.name.as_deref().is_some_and(|n| n.starts_with(RULE_PREFIX)) {

@@ -21,6 +21,12 @@ impl Ban {
     }
 }
 
+/// Which of a backend's four sets holds `v`: 0 single IPv4 addresses, 1 single IPv6 addresses,
+/// 2 IPv4 blocks, 3 IPv6 blocks.
+pub fn set_index(v: &Cidr) -> usize {
+    usize::from(!v.addr().is_ipv4()) + if v.is_host() { 0 } else { 2 }
+}
+
 /// A firewall the enforcer drives. Errors are one line for the operator; the enforcer logs them,
 /// counts them and tries again at the next reconcile.
 pub trait Backend: Send {

@@ -132,23 +132,14 @@ impl Fleet {
     pub fn follow(self, tx: tokio::sync::mpsc::UnboundedSender<Message>) {
         let mut last = "0".to_owned();
         let mut failures = 0u32;
+        let mut conn: Option<redis::Connection> = None;
         loop {
-            let mut conn = match connect(&self.client, BLOCK + Duration::from_secs(5)) {
-                Ok(c) => c,
-                Err(e) => {
-                    if failures.is_multiple_of(30) {
-                        tracing::warn!(error = %e, "cannot reach the fleet's Redis; retrying");
-                    }
-                    failures += 1;
-                    std::thread::sleep(Duration::from_secs(2));
-                    if tx.is_closed() {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            loop {
-                let reply: redis::RedisResult<Option<redis::streams::StreamReadReply>> = redis::cmd("XREAD")
+            if tx.is_closed() {
+                return;
+            }
+            let reading = conn.is_some();
+            let read = match conn.as_mut() {
+                Some(c) => redis::cmd("XREAD")
                     .arg("COUNT")
                     .arg(1000)
                     .arg("BLOCK")
@@ -156,40 +147,45 @@ impl Fleet {
                     .arg("STREAMS")
                     .arg(&self.stream)
                     .arg(&last)
-                    .query(&mut conn);
-                let reply = match reply {
-                    Ok(r) => r,
-                    Err(e) => {
-                        if failures.is_multiple_of(30) {
-                            tracing::warn!(error = %e, "reading the fleet's decisions failed; reconnecting");
-                        }
-                        failures += 1;
-                        std::thread::sleep(Duration::from_secs(1));
-                        break;
+                    .query::<Option<redis::streams::StreamReadReply>>(c),
+                None => connect(&self.client, BLOCK + Duration::from_secs(5)).map(|c| {
+                    conn = Some(c);
+                    None
+                }),
+            };
+            let reply = match read {
+                Ok(r) => r,
+                Err(e) => {
+                    // Said at once, then every 30th failure in a row.
+                    if failures.is_multiple_of(30) {
+                        tracing::warn!(error = %e, "cannot read the fleet's decisions from Redis; retrying");
                     }
-                };
-                failures = 0;
-                for key in reply.map(|r| r.keys).unwrap_or_default() {
-                    for entry in key.ids {
-                        last = entry.id.clone();
-                        let Some(text) = entry.get::<String>("m") else {
-                            continue;
-                        };
-                        match serde_json::from_str::<Message>(&text) {
-                            Ok(m) if m.instance == self.instance => {}
-                            Ok(m) => {
-                                if tx.send(m).is_err() {
-                                    return;
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(id = %entry.id, error = %e, "a fleet message is not a decision; skipped")
-                            }
-                        }
-                    }
+                    failures += 1;
+                    conn = None;
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
                 }
-                if tx.is_closed() {
-                    return;
+            };
+            if reading {
+                failures = 0;
+            }
+            for key in reply.map(|r| r.keys).unwrap_or_default() {
+                for entry in key.ids {
+                    last = entry.id.clone();
+                    let Some(text) = entry.get::<String>("m") else {
+                        continue;
+                    };
+                    match serde_json::from_str::<Message>(&text) {
+                        Ok(m) if m.instance == self.instance => {}
+                        Ok(m) => {
+                            if tx.send(m).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(id = %entry.id, error = %e, "a fleet message is not a decision; skipped")
+                        }
+                    }
                 }
             }
         }

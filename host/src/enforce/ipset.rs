@@ -36,12 +36,7 @@ pub struct Ipset {
 }
 
 fn set_of(v: &Cidr) -> &'static str {
-    match (v.addr().is_ipv4(), v.is_host()) {
-        (true, true) => "logsec4",
-        (false, true) => "logsec6",
-        (true, false) => "logsec4net",
-        (false, false) => "logsec6net",
-    }
+    SETS[super::backend::set_index(v)].0
 }
 
 fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {

@@ -47,12 +47,7 @@ impl Default for Nft {
 }
 
 fn set_of(v: &Cidr) -> &'static str {
-    match (v.addr().is_ipv4(), v.is_host()) {
-        (true, true) => "ban4",
-        (false, true) => "ban6",
-        (true, false) => "net4",
-        (false, false) => "net6",
-    }
+    SETS[super::backend::set_index(v)]
 }
 
 /// `v` as an nft JSON value: a string for an address, a prefix object for a block.

@@ -312,15 +312,8 @@ fn start(config: &std::path::Path, fake: &FakeAzure) -> KillOnDrop {
         .expect("start logsec run")
 }
 
-fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+fn eventually(f: impl FnMut() -> bool) -> bool {
+    super::eventually(Duration::from_secs(30), f)
 }
 
 #[test]

@@ -70,22 +70,11 @@ fn wait_rows(rt: &tokio::runtime::Runtime, db: &str, want: i64) -> i64 {
     }
 }
 
-/// `GET path` on the daemon's listener; the body. Waits for the listener to come up.
+/// `GET path` on the daemon's listener; the body (the status must be 200).
 pub(super) fn get(port: u16, path: &str) -> String {
-    use std::io::Read;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut conn = loop {
-        match std::net::TcpStream::connect(("127.0.0.1", port)) {
-            Ok(c) => break c,
-            Err(e) if Instant::now() > deadline => panic!("connect to the HTTP listener: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    };
-    write!(conn, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+    let (status, body) = super::http_get(port, path, None);
+    assert_eq!(status, 200, "{path}: {body}");
+    body
 }
 
 pub(super) fn free_port() -> u16 {

@@ -3,7 +3,7 @@
 //! offenders, `logsec decisions list|add|delete` reaching a running daemon, and two agents on one
 //! Redis sharing their bans.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -11,48 +11,19 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::daemon::{free_port, stop, write_config};
-use super::{KillOnDrop, line};
+use super::{KillOnDrop, http_get, line};
 
 const KEY: &str = "bouncer-key-for-tests-0123456789";
 
-/// `GET path` with an optional `X-Api-Key`: status code and body.
-fn call(port: u16, path: &str, key: Option<&str>) -> (u16, String) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut conn = loop {
-        match std::net::TcpStream::connect(("127.0.0.1", port)) {
-            Ok(c) => break c,
-            Err(e) if Instant::now() > deadline => panic!("connect to the HTTP listener: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    };
-    let key = key.map(|k| format!("X-Api-Key: {k}\r\n")).unwrap_or_default();
-    write!(
-        conn,
-        "GET {path} HTTP/1.1\r\nhost: x\r\nuser-agent: crowdsec-firewall-bouncer/v0.0.31\r\n{key}\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    (status, response.split_once("\r\n\r\n").unwrap().1.to_owned())
-}
-
 fn json(port: u16, path: &str) -> Value {
-    let (status, body) = call(port, path, Some(KEY));
+    let (status, body) = http_get(port, path, Some(KEY));
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
 }
 
 /// Waits until `f` holds (at most 20 s); false when it never did.
-fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+fn eventually(f: impl FnMut() -> bool) -> bool {
+    super::eventually(Duration::from_secs(20), f)
 }
 
 fn attack(log: &Path, ip: &str) {
@@ -119,9 +90,12 @@ fn decisions_api_aggregation_repeat_offenders_and_the_cli() {
     let daemon_log = || std::fs::read_to_string(w.join("daemon.log")).unwrap_or_default();
 
     // The key is required.
-    let (status, body) = call(port, "/v1/decisions/stream?startup=true", None);
+    let (status, body) = http_get(port, "/v1/decisions/stream?startup=true", None);
     assert_eq!((status, body.as_str()), (403, r#"{"message":"access forbidden"}"#));
-    assert_eq!(call(port, "/v1/decisions/stream?startup=true", Some("wrong")).0, 403);
+    assert_eq!(
+        http_get(port, "/v1/decisions/stream?startup=true", Some("wrong")).0,
+        403
+    );
     let empty = json(port, "/v1/decisions/stream?startup=true");
     assert_eq!(empty, serde_json::json!({"new": null, "deleted": null}));
 

@@ -10,34 +10,39 @@ use std::process::Command;
 
 use super::{built_plugins, rules_file};
 
-/// Runs inside the namespace: $1 = logsec binary, $2 = work directory.
-const SCRIPT: &str = r#"
+/// The namespace set-up both backends' scripts start with: $1 = logsec binary, $2 = work
+/// directory, $3 = the local web server's port, $4 = the daemon's HTTP port. Attackers 203.0.113.7
+/// and .9, allowlisted .8, all on the namespace's loopback. Ends with the daemon started (`$PID`)
+/// and `$start` set.
+const PRELUDE: &str = r#"
 set -u
-BIN=$1; W=$2
+BIN=$1; W=$2; WEBPORT=$3; HTTPPORT=$4
 ip link set lo up
-ip addr add 203.0.113.7/32 dev lo
-ip addr add 203.0.113.8/32 dev lo
-ip addr add 203.0.113.9/32 dev lo
-python3 -m http.server 18081 --bind 127.0.0.1 --directory "$W" >/dev/null 2>&1 & WEB=$!
+for a in 7 8 9; do ip addr add 203.0.113.$a/32 dev lo; done
+python3 -m http.server $WEBPORT --bind 127.0.0.1 --directory "$W" >/dev/null 2>&1 & WEB=$!
 connects() {
-  python3 - "$1" <<'PY'
+  python3 - "$1" "$WEBPORT" <<'PY'
 import socket, sys
 s = socket.socket(); s.settimeout(0.5); s.bind((sys.argv[1], 0))
 try:
-    s.connect(("127.0.0.1", 18081)); sys.exit(0)
+    s.connect(("127.0.0.1", int(sys.argv[2]))); sys.exit(0)
 except OSError:
     sys.exit(1)
 PY
 }
 attack() { echo "$1 - - [25/Nov/2026:10:00:00 +0000] \"GET /item.php?id=1%27%20union%20select%20password%20from%20users-- HTTP/1.1\" 200 1 \"-\" \"sqlmap/1.8\"" >> "$W/logs/access.log"; }
-metric() { python3 -c "import urllib.request,sys; t=urllib.request.urlopen('http://127.0.0.1:18082/metrics').read().decode(); print(next((l.split()[1] for l in t.splitlines() if l.startswith(sys.argv[1]+' ')), 'missing'))" "$1"; }
+metric() { python3 -c "import urllib.request,sys; t=urllib.request.urlopen('http://127.0.0.1:'+sys.argv[2]+'/metrics').read().decode(); print(next((l.split()[1] for l in t.splitlines() if l.startswith(sys.argv[1]+' ')), 'missing'))" "$1" "$HTTPPORT"; }
 fail=0
 check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
 sleep 0.5
 check "the attacker connects before" "connects 203.0.113.7"
 "$BIN" run --config "$W/logsec.toml" >>"$W/daemon.log" 2>&1 & PID=$!
-for _ in $(seq 100); do metric logsec_bans_active >/dev/null 2>&1 && [ "$(metric logsec_bans_active)" != missing ] && break; sleep 0.1; done
+for _ in $(seq 100); do [ "$(metric logsec_bans_active 2>/dev/null)" = 0 ] && break; sleep 0.1; done
 start=$(date +%s%N)
+"#;
+
+/// The nftables backend, after [`PRELUDE`].
+const SCRIPT: &str = r#"
 attack 203.0.113.7; attack 203.0.113.8
 for _ in $(seq 100); do connects 203.0.113.7 || break; sleep 0.02; done
 echo "cut off after $(( ($(date +%s%N) - start) / 1000000 )) ms"
@@ -75,33 +80,8 @@ kill $WEB
 exit $fail
 "#;
 
-/// The iptables + ipset backend, same namespace set-up: $1 = logsec binary, $2 = work directory.
+/// The iptables + ipset backend, after [`PRELUDE`].
 const IPSET_SCRIPT: &str = r#"
-set -u
-BIN=$1; W=$2
-ip link set lo up
-ip addr add 203.0.113.7/32 dev lo
-ip addr add 203.0.113.8/32 dev lo
-python3 -m http.server 18083 --bind 127.0.0.1 --directory "$W" >/dev/null 2>&1 & WEB=$!
-connects() {
-  python3 - "$1" <<'PY'
-import socket, sys
-s = socket.socket(); s.settimeout(0.5); s.bind((sys.argv[1], 0))
-try:
-    s.connect(("127.0.0.1", 18083)); sys.exit(0)
-except OSError:
-    sys.exit(1)
-PY
-}
-attack() { echo "$1 - - [25/Nov/2026:10:00:00 +0000] \"GET /item.php?id=1%27%20union%20select%20password%20from%20users-- HTTP/1.1\" 200 1 \"-\" \"sqlmap/1.8\"" >> "$W/logs/access.log"; }
-metric() { python3 -c "import urllib.request,sys; t=urllib.request.urlopen('http://127.0.0.1:18084/metrics').read().decode(); print(next((l.split()[1] for l in t.splitlines() if l.startswith(sys.argv[1]+' ')), 'missing'))" "$1"; }
-fail=0
-check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
-sleep 0.5
-check "the attacker connects before" "connects 203.0.113.7"
-"$BIN" run --config "$W/logsec.toml" >>"$W/daemon.log" 2>&1 & PID=$!
-for _ in $(seq 100); do [ "$(metric logsec_bans_active 2>/dev/null)" = 0 ] && break; sleep 0.1; done
-start=$(date +%s%N)
 attack 203.0.113.7; attack 203.0.113.8
 for _ in $(seq 100); do connects 203.0.113.7 || break; sleep 0.02; done
 echo "cut off after $(( ($(date +%s%N) - start) / 1000000 )) ms"
@@ -149,9 +129,10 @@ fn namespace_usable(probe: &[&str], what: &str) -> bool {
     usable
 }
 
-/// Runs `script` inside `unshare -Urn` with a daemon configured by `response` (TOML lines of the
-/// `[response]` section) and listening on `http_port`.
-fn run_in_namespace(script: &str, response: &str, http_port: u16) {
+/// Runs [`PRELUDE`] and `script` inside `unshare -Urn` with a daemon configured by `response`
+/// (TOML lines of the `[response]` section) and listening on `http_port`, and a web server on
+/// `web_port`.
+fn run_in_namespace(script: &str, response: &str, web_port: u16, http_port: u16) {
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path();
     std::fs::create_dir_all(w.join("logs")).unwrap();
@@ -172,9 +153,10 @@ fn run_in_namespace(script: &str, response: &str, http_port: u16) {
     )
     .unwrap();
     let out = Command::new("unshare")
-        .args(["-Urn", "bash", "-c", script, "enforce"])
+        .args(["-Urn", "bash", "-c", &format!("{PRELUDE}{script}"), "enforce"])
         .arg(env!("CARGO_BIN_EXE_logsec"))
         .arg(w)
+        .args([web_port.to_string(), http_port.to_string()])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -194,6 +176,7 @@ fn nftables_bans_restores_heals_and_expires() {
         run_in_namespace(
             SCRIPT,
             "backend = \"nftables\"\nforward = true\nban_ttl = \"14s\"",
+            18081,
             18082,
         );
     }
@@ -205,6 +188,7 @@ fn iptables_and_ipset_ban_restore_heal_and_expire() {
         run_in_namespace(
             IPSET_SCRIPT,
             "backend = \"iptables\"\nforward = true\nban_ttl = \"10s\"",
+            18083,
             18084,
         );
     }

@@ -76,3 +76,36 @@ pub fn copy_builtin(dir: &Path, names: &[&str]) {
 pub fn line(ip: &str, uri: &str, ua: &str) -> String {
     format!(r#"{ip} - - [25/Nov/2026:10:00:00 +0000] "GET {uri} HTTP/1.1" 200 512 "-" "{ua}""#)
 }
+
+/// `GET path` on a local HTTP listener, with an `X-Api-Key` when given: status code and body.
+/// Waits up to 20 s for the listener to come up.
+pub fn http_get(port: u16, path: &str, key: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut conn = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(c) => break c,
+            Err(e) if std::time::Instant::now() > deadline => panic!("connect to the HTTP listener: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let key = key.map(|k| format!("X-Api-Key: {k}\r\n")).unwrap_or_default();
+    write!(conn, "GET {path} HTTP/1.1\r\nhost: x\r\n{key}\r\n").unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    let status = response.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (status, body)
+}
+
+/// Waits until `f` holds, checking every 20 ms for at most `limit`; whether it did.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
