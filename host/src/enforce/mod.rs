@@ -740,3 +740,92 @@ impl Worker {
         self.stats.active.store(n as u64, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// A firewall that takes every ban but holds only some: what a ban that did not take looks
+    /// like to the enforcer.
+    struct Lossy {
+        held: Arc<Mutex<HashSet<Cidr>>>,
+        drops: Cidr,
+    }
+
+    impl Backend for Lossy {
+        fn name(&self) -> &'static str {
+            "lossy"
+        }
+        fn prepare(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+        fn add(&mut self, bans: &[Ban]) -> Result<(), String> {
+            let mut held = self.held.lock().unwrap();
+            held.extend(bans.iter().map(|b| b.value).filter(|v| *v != self.drops));
+            Ok(())
+        }
+        fn remove(&mut self, values: &[Cidr]) -> Result<(), String> {
+            let mut held = self.held.lock().unwrap();
+            for v in values {
+                held.remove(v);
+            }
+            Ok(())
+        }
+        fn present(&mut self) -> Result<Option<HashSet<Cidr>>, String> {
+            Ok(Some(self.held.lock().unwrap().clone()))
+        }
+        fn expires_by_itself(&self) -> bool {
+            false
+        }
+    }
+
+    fn wait_for(mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_ban_that_did_not_take_is_counted_and_the_allowlist_holds() {
+        let held = Arc::new(Mutex::new(HashSet::new()));
+        let enforcer = Enforcer::start(Options {
+            backend: Box::new(Lossy {
+                held: held.clone(),
+                drops: "203.0.113.2".parse().unwrap(),
+            }),
+            allowlist: Arc::new(Allowlist::parse(&["192.0.2.0/24".into()]).unwrap()),
+            policy: Policy {
+                ban_ttl_ms: 60_000,
+                factor: 2.0,
+                max_ms: 600_000,
+                aggregate_after: 0,
+                v4_prefix: 24,
+                v6_prefix: 64,
+            },
+            store_url: None,
+            fleet: None,
+            host: "test".into(),
+        })
+        .unwrap();
+        for ip in [
+            "203.0.113.1",
+            "203.0.113.2",
+            "192.0.2.9",
+            "not an address",
+            "::ffff:203.0.113.1",
+        ] {
+            enforcer.ban(ip, "sqli");
+        }
+        let stats = enforcer.stats.clone();
+        wait_for(|| stats.verified.load(Ordering::Relaxed) + stats.failed.load(Ordering::Relaxed) >= 2);
+        assert_eq!(stats.verified.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.failed.load(Ordering::Relaxed), 1, "the dropped ban is reported");
+        let held_now: Vec<String> = held.lock().unwrap().iter().map(ToString::to_string).collect();
+        assert_eq!(held_now, ["203.0.113.1"], "the allowlisted address was never banned");
+        assert_eq!(enforcer.book.lock().unwrap().len(), 2);
+    }
+}
