@@ -291,4 +291,10 @@ impl Backend for Azure {
     fn expires_by_itself(&self) -> bool {
         false
     }
+
+    /// A minute: each reconcile is a Resource Manager read, and the subscription's reads are
+    /// rate limited.
+    fn reconcile_every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(60)
+    }
 }

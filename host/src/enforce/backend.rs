@@ -54,6 +54,11 @@ pub trait Backend: Send {
     /// Whether the firewall ends bans by itself (kernel timeouts); otherwise the enforcer removes
     /// them when they end.
     fn expires_by_itself(&self) -> bool;
+
+    /// How often the firewall is read back and compared with the bans in force.
+    fn reconcile_every(&self) -> std::time::Duration {
+        super::RECONCILE_EVERY
+    }
 }
 
 /// `backend = "log"`: a dry run that says what it would do.

@@ -4,7 +4,8 @@
 //! Invariants:
 //! - A ban is a [`Decision`] in the store (table `decisions`), the source of truth: at start-up the
 //!   ones in force are restored in bulk (one nft transaction per 2,000 bans, one Azure update).
-//! - The firewall is reconciled against the book every [`RECONCILE_EVERY`]: a lost ruleset
+//! - The firewall is reconciled against the book every [`RECONCILE_EVERY`] (Azure: every
+//!   minute, to spare Resource Manager's read limits): a lost ruleset
 //!   (`nft flush ruleset`, a reboot of the firewall service) heals by itself. The store is read
 //!   at the same pace, so `logsec decisions add|delete` reach a running daemon within seconds.
 //! - Every ban written is read back from the firewall; one that did not take is logged and counted,
@@ -135,6 +136,7 @@ impl Enforcer {
             last_id: 0,
             lifted_checked_ms: time::now_ms(),
             prepared: false,
+            failed: false,
             minted: 0,
         };
         let thread = std::thread::Builder::new().name("enforce".into()).spawn(move || {
@@ -311,6 +313,8 @@ struct Worker {
     lifted_checked_ms: i64,
     /// Whether the backend's table and rules are known to be in place.
     prepared: bool,
+    /// Whether a backend operation failed since the last reconcile (which then comes sooner).
+    failed: bool,
     /// Decisions made by this process (for their uuids).
     minted: u64,
 }
@@ -333,7 +337,8 @@ impl Worker {
             }
         }
         let mut expire = tokio::time::interval(EXPIRE_EVERY);
-        let mut last_reconcile = Instant::now();
+        let (mut last_sync, mut last_reconcile) = (Instant::now(), Instant::now());
+        let reconcile_every = self.backend.reconcile_every();
         loop {
             tokio::select! {
                 cmd = rx.recv() => {
@@ -353,10 +358,15 @@ impl Worker {
                 }
                 _ = expire.tick() => {
                     self.expire();
-                    if last_reconcile.elapsed() >= RECONCILE_EVERY {
-                        last_reconcile = Instant::now();
+                    if last_sync.elapsed() >= RECONCILE_EVERY {
+                        last_sync = Instant::now();
                         self.sync_store().await;
-                        self.reconcile();
+                        // After a failure the retry does not wait for the backend's pace.
+                        if self.failed || last_reconcile.elapsed() >= reconcile_every {
+                            last_reconcile = Instant::now();
+                            self.failed = false;
+                            self.reconcile();
+                        }
                     }
                 }
             }
@@ -380,6 +390,7 @@ impl Worker {
                 true
             }
             Err(e) => {
+                self.failed = true;
                 self.stats.backend_errors.fetch_add(1, Ordering::Relaxed);
                 self.stats.backend_up.store(0, Ordering::Relaxed);
                 tracing::error!(backend = self.backend.name(), error = %e, "{what} failed; retrying at the next reconcile");
@@ -396,6 +407,7 @@ impl Worker {
             }
             Err(e) => {
                 self.prepared = false;
+                self.failed = true;
                 self.stats.backend_errors.fetch_add(1, Ordering::Relaxed);
                 self.stats.backend_up.store(0, Ordering::Relaxed);
                 tracing::error!(backend = self.backend.name(), error = %e, "the firewall backend cannot set itself up; analysis goes on, and bans are applied once it can");
@@ -717,6 +729,7 @@ impl Worker {
             Ok(Some(p)) => p,
             Ok(None) => return,
             Err(e) => {
+                self.failed = true;
                 self.stats.backend_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "cannot read the firewall to reconcile");
                 return;
