@@ -1,8 +1,10 @@
 //! The daemon's HTTP listener: `GET /healthz`, `GET /metrics`, and the decisions API that
 //! CrowdSec bouncers already speak (the bouncer side of CrowdSec's Local API):
 //! - `GET /v1/decisions/stream?startup=true` → `{"new": [...], "deleted": [...]}`: every decision
-//!   in force on `startup=true` (or for a key not seen before), then only what changed since that
-//!   key's previous pull; `null` for an empty list, as CrowdSec answers.
+//!   in force on `startup=true`, then only what changed since that key's previous pull; `null` for
+//!   an empty list, as CrowdSec answers. A key not seen by this process pulling without
+//!   `startup=true` (its bouncer pulled before a restart) gets every decision in force as new and
+//!   every decision removed in the last day (read from the store at start-up) as deleted.
 //! - `GET /v1/decisions?ip=ADDR` (or `scope=ip&value=ADDR`) → the decisions covering the address,
 //!   or `null`.
 //!
@@ -188,6 +190,16 @@ fn stream(book: &Book, params: &HashMap<String, String>, key: &str, cursors: &Mu
                     .filter(|(_, d)| in_scopes(d, params))
                     .map(|(s, d)| lapi(s, d)),
             );
+            if !startup {
+                // A bouncer this process has not seen, pulling as if it had (it pulled before a
+                // restart): everything removed that is remembered, since it may hold any of it.
+                let mut seen: std::collections::HashSet<Cidr> = book.active().map(|d| d.value).collect();
+                deleted.extend(
+                    book.removed()
+                        .filter(|(_, d)| in_scopes(d, params) && seen.insert(d.value))
+                        .map(|(s, d)| lapi(s, d)),
+                );
+            }
         }
         Some(after) => {
             let changes = book.changes_after(after);

@@ -152,6 +152,21 @@ impl Book {
         Some(d)
     }
 
+    /// Records decisions that were lifted or ended before this process started (from the
+    /// store), so a bouncer that pulled from an earlier run hears of them.
+    pub fn seed_removed(&mut self, decisions: Vec<Decision>) {
+        for d in decisions {
+            self.seq += 1;
+            self.remember_removed(d);
+        }
+    }
+
+    /// Decisions removed (lifted or ended) that are still remembered, oldest first, with the
+    /// sequence number of their removal.
+    pub fn removed(&self) -> impl Iterator<Item = (u64, &Decision)> {
+        self.removed.iter().map(|(s, d)| (*s, d))
+    }
+
     fn remember_removed(&mut self, d: Decision) {
         if self.removed.len() >= KEEP_REMOVED {
             self.removed.pop_front();

@@ -49,6 +49,8 @@ pub use backend::LogBackend;
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 /// How often ended bans are taken out of the book.
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+/// How far back restored history goes for the decisions API's deleted lists (a day).
+const REMEMBER_REMOVED_MS: i64 = 24 * 3600 * 1000;
 /// Decisions kept in memory while the store is unreachable.
 const MAX_UNSAVED: usize = 100_000;
 
@@ -430,6 +432,17 @@ impl Worker {
             None => Vec::new(),
         };
         self.last_id = stored.iter().map(|d| d.id).max().unwrap_or(0);
+        // What ended or was lifted in the last day, for bouncers that pulled before a restart.
+        if let Some(s) = self.store.get().await {
+            match s.removed_between(now - REMEMBER_REMOVED_MS, now).await {
+                Ok(gone) => self
+                    .book
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .seed_removed(gone.into_iter().map(|s| s.decision).collect()),
+                Err(e) => self.store.failed(&e),
+            }
+        }
         let decisions: Vec<Decision> = stored
             .into_iter()
             .map(|s| s.decision)

@@ -160,6 +160,14 @@ impl Store {
         Ok(decode(fetch!(self, Raw, &sql, fetch_all, since_ms)))
     }
 
+    /// Decisions lifted, or ended, between `since_ms` and `now_ms`.
+    pub async fn removed_between(&self, since_ms: i64, now_ms: i64) -> anyhow::Result<Vec<StoredDecision>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM decisions WHERE deleted_ms >= ? OR (until_ms >= ? AND until_ms <= ?) ORDER BY id"
+        );
+        Ok(decode(fetch!(self, Raw, &sql, fetch_all, since_ms, since_ms, now_ms)))
+    }
+
     /// How many bans `value` has had.
     pub async fn offences(&self, value: &Cidr) -> anyhow::Result<u32> {
         let (n,): (i64,) = fetch!(

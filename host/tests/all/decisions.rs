@@ -227,6 +227,19 @@ fn decisions_api_aggregation_repeat_offenders_and_the_cli() {
     let metrics = super::daemon::get(port, "/metrics");
     assert!(metrics.contains("logsec_bans_active "), "{metrics}");
     stop(daemon);
+
+    // Lifted while the daemon is down: a bouncer that pulled before the restart hears of it.
+    let (ok, out) = logsec(&["decisions", "delete", "--config", cfg, "203.0.113.50"]);
+    assert!(ok, "{out}");
+    let (ok, out) = logsec(&["decisions", "add", "--config", cfg, "--duration", "1h", "198.18.9.9"]);
+    assert!(ok, "{out}");
+    let daemon = start_with_key(&config);
+    let stream = json(port, "/v1/decisions/stream");
+    let (new, deleted) = (values(&stream["new"]), values(&stream["deleted"]));
+    assert!(deleted.contains(&"203.0.113.50".to_owned()), "{stream}");
+    assert!(new.contains(&"198.18.9.9".to_owned()), "{stream}");
+    assert!(!deleted.contains(&"198.18.9.9".to_owned()), "{stream}");
+    stop(daemon);
 }
 
 #[test]
