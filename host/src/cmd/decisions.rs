@@ -12,7 +12,7 @@ use anyhow::Context;
 use super::check::printable;
 use crate::config::{Config, HumanDuration};
 use crate::enforce::fleet::Op;
-use crate::pipeline::memory::{Allowlist, Cidr};
+use crate::pipeline::memory::Cidr;
 use crate::store::Store;
 use crate::store::decisions::{Decision, StoredDecision};
 use crate::store::time;
@@ -88,13 +88,8 @@ async fn add(
     out: &mut dyn Write,
 ) -> anyhow::Result<bool> {
     let value = parse_value(value)?;
-    let mut allowlist =
-        Allowlist::parse(&config.response.allowlist).map_err(|e| anyhow::anyhow!("response.allowlist: {e}"))?;
-    if config.response.allow_own_addresses {
-        allowlist.add_own_addresses();
-    }
     anyhow::ensure!(
-        !allowlist.overlaps(&value),
+        !super::run::allowlist(config)?.overlaps(&value),
         "{value} is (or holds) an allowlisted address; logsec never bans it"
     );
     let policy = super::run::policy(config);

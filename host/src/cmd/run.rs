@@ -25,7 +25,7 @@ use anyhow::Context;
 use crossbeam_channel::bounded;
 
 use super::analysis::Analysis;
-use super::stage::{Db, Queues, StoreStage, drain_spool};
+use super::stage::{Queues, StoreStage, drain_spool};
 use crate::analyst::Analysts;
 use crate::analyst::brain::Brain;
 use crate::config::Config;
@@ -36,6 +36,7 @@ use crate::pipeline::memory::{Allowlist, RequestCache};
 use crate::pipeline::{Outcome, ParserChoice, Settings, Worker};
 use crate::runtime::{Limits, PluginConfigs, Registry, Runtime, watcher};
 use crate::store::Store;
+use crate::store::lazy::Lazy;
 use crate::store::spool::Spool;
 use crate::tail::wake::Wake;
 use crate::tail::{Checkpoints, SourceSpec, TailLine, Tailer};
@@ -163,12 +164,7 @@ impl Agent {
             .agent
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let mut allowlist =
-            Allowlist::parse(&config.response.allowlist).map_err(|e| anyhow::anyhow!("response.allowlist: {e}"))?;
-        if config.response.allow_own_addresses {
-            let n = allowlist.add_own_addresses();
-            tracing::debug!(addresses = n, "the host's own addresses are allowlisted");
-        }
+        let allowlist = allowlist(config)?;
         let trusted_proxies = Allowlist::parse(&config.response.trusted_proxies)
             .map_err(|e| anyhow::anyhow!("response.trusted_proxies: {e}"))?;
         let settings = Settings {
@@ -197,8 +193,8 @@ impl Agent {
 
     /// The store (connected when it answers) and the spool, with what the spool held offered to
     /// the store first.
-    pub(super) async fn open_store(&self) -> anyhow::Result<(Db, Spool)> {
-        let mut db = Db::open(&self.store_url).await;
+    pub(super) async fn open_store(&self) -> anyhow::Result<(Lazy, Spool)> {
+        let mut db = Lazy::open(&self.store_url, "rows are spooled to disk until it answers").await;
         let mut spool = Spool::open(&self.data_dir)?;
         drain_spool(&mut spool, &mut db).await;
         Ok((db, spool))
@@ -329,6 +325,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     rt.block_on(db.close());
     tracing::info!("logsec stopped");
     Ok(())
+}
+
+/// The addresses never banned: `response.allowlist`, and the host's own addresses when
+/// `response.allow_own_addresses`.
+pub fn allowlist(config: &Config) -> anyhow::Result<Allowlist> {
+    let mut allowlist =
+        Allowlist::parse(&config.response.allowlist).map_err(|e| anyhow::anyhow!("response.allowlist: {e}"))?;
+    if config.response.allow_own_addresses {
+        let n = allowlist.add_own_addresses();
+        tracing::debug!(addresses = n, "the host's own addresses are allowlisted");
+    }
+    Ok(allowlist)
 }
 
 /// The firewall backend `response.backend` names.

@@ -16,8 +16,9 @@ use super::run::{Batch, Done};
 use crate::metrics::Metrics;
 use crate::pipeline::{Flagged, Outcome};
 use crate::runtime::bindings::ActionKind;
+use crate::store::lazy::Lazy;
 use crate::store::spool::Spool;
-use crate::store::{Row, Store, redact, time};
+use crate::store::{Row, time};
 use crate::tail::{Checkpoints, Fingerprint, TailLine};
 
 /// How often checkpoints are written while lines flow.
@@ -25,77 +26,11 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Longest wait between two attempts to store a batch.
 const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
 /// How often spooled batches are offered to the store again.
-const SPOOL_RETRY: Duration = Duration::from_secs(5);
+const SPOOL_RETRY: Duration = crate::store::lazy::RETRY;
 
 /// What the store stage watches besides its own channel.
 pub(super) struct Queues {
     pub(super) batches: crossbeam_channel::Receiver<Batch>,
-}
-
-/// The store, connected when it answers: a store unreachable at start-up does not stop the daemon;
-/// rows are spooled until it answers.
-pub(super) struct Db {
-    url: String,
-    store: Option<Store>,
-    last_attempt: Instant,
-    failed_attempts: u32,
-}
-
-impl Db {
-    /// Connects to `url`, or notes that the store is unreachable for now.
-    pub(super) async fn open(url: &str) -> Db {
-        let mut db = Db {
-            url: url.to_owned(),
-            store: None,
-            last_attempt: Instant::now(),
-            failed_attempts: 0,
-        };
-        db.connect().await;
-        db
-    }
-
-    async fn connect(&mut self) {
-        self.last_attempt = Instant::now();
-        match Store::connect(&self.url).await {
-            Ok(s) => {
-                tracing::info!(store = %redact(&self.url), "store connected");
-                self.store = Some(s);
-                self.failed_attempts = 0;
-            }
-            Err(e) => {
-                // Said at once, then once a minute while it lasts.
-                if self.failed_attempts.is_multiple_of(12) {
-                    tracing::warn!(
-                        store = %redact(&self.url), error = %format!("{e:#}"),
-                        "the store is unreachable; rows are spooled to disk until it answers"
-                    );
-                }
-                self.failed_attempts += 1;
-            }
-        }
-    }
-
-    /// The store, trying to connect again when it was unreachable for [`SPOOL_RETRY`].
-    pub(super) async fn get(&mut self) -> Option<&Store> {
-        if self.store.is_none() && self.last_attempt.elapsed() >= SPOOL_RETRY {
-            self.connect().await;
-        }
-        self.store.as_ref()
-    }
-
-    /// Inserts `rows` (see [`Store::insert`]).
-    pub(super) async fn insert(&mut self, rows: &[Row]) -> anyhow::Result<u64> {
-        match self.get().await {
-            Some(store) => store.insert(rows).await,
-            None => anyhow::bail!("the store {} is not connected", redact(&self.url)),
-        }
-    }
-
-    pub(super) async fn close(&self) {
-        if let Some(s) = &self.store {
-            s.close().await;
-        }
-    }
 }
 
 /// The last stage: stores batches in order, counts, checkpoints.
@@ -117,7 +52,7 @@ impl StoreStage<'_> {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn run(
         &self,
-        db: &mut Db,
+        db: &mut Lazy,
         spool: &mut Spool,
         done_rx: tokio::sync::mpsc::Receiver<Done>,
         checkpoints: Option<&Mutex<Checkpoints>>,
@@ -180,7 +115,7 @@ impl StoreStage<'_> {
 
 async fn store_loop(
     stage: &StoreStage<'_>,
-    db: &mut Db,
+    db: &mut Lazy,
     spool: &mut Spool,
     mut done_rx: tokio::sync::mpsc::Receiver<Done>,
     checkpoints: Option<&Mutex<Checkpoints>>,
@@ -283,7 +218,7 @@ async fn next_event(analysis: &mut Option<Analysis>) -> Event {
 }
 
 /// Offers spooled batches to the store; what it refuses stays spooled.
-pub(super) async fn drain_spool(spool: &mut Spool, db: &mut Db) {
+pub(super) async fn drain_spool(spool: &mut Spool, db: &mut Lazy) {
     if spool.pending() == 0 {
         return;
     }
@@ -302,7 +237,7 @@ pub(super) fn stop_reading(stop: &AtomicBool, why: &str) {
     }
 }
 
-async fn store_with_retry(db: &mut Db, rows: &[Row], stop: &AtomicBool) {
+async fn store_with_retry(db: &mut Lazy, rows: &[Row], stop: &AtomicBool) {
     let mut wait = Duration::from_millis(200);
     loop {
         match db.insert(rows).await {
@@ -348,7 +283,7 @@ impl StoreStage<'_> {
     /// Stores rows the analysis side settled, then removes the pending files that held them.
     async fn store_settled(
         &self,
-        db: &mut Db,
+        db: &mut Lazy,
         spool: &mut Spool,
         analysis: &mut Analysis,
         rows: &[Row],
@@ -362,7 +297,7 @@ impl StoreStage<'_> {
     }
 
     /// Stores final rows (spooling what the store refuses), counts their decisions, and shows them.
-    async fn store_rows(&self, db: &mut Db, spool: &mut Spool, rows: &[Row], stop: &AtomicBool) {
+    async fn store_rows(&self, db: &mut Lazy, spool: &mut Spool, rows: &[Row], stop: &AtomicBool) {
         if rows.is_empty() {
             return;
         }

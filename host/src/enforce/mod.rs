@@ -37,6 +37,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use crate::pipeline::memory::{Allowlist, Cidr};
 use crate::store::Store;
 use crate::store::decisions::Decision;
+use crate::store::lazy::Lazy;
 use crate::store::time;
 use backend::{Backend, Ban};
 use book::{Book, Inserted, Policy};
@@ -129,7 +130,8 @@ impl Enforcer {
                 .fleet
                 .as_ref()
                 .map_or_else(instance_id, |f| f.instance().to_owned()),
-            store: LazyStore::new(options.store_url),
+            store_url: options.store_url,
+            store: None,
             fleet: options.fleet,
             book: book.clone(),
             stats: stats.clone(),
@@ -211,40 +213,26 @@ pub fn instance_id() -> String {
     format!("{:016x}", h.finish())
 }
 
-/// The store, connected when it answers.
-struct LazyStore {
-    url: Option<String>,
-    store: Option<Store>,
-    last_attempt: Option<Instant>,
+/// Opens the store at `url`, if there is one; the enforcer works without it (in tests) and
+/// waits for it when it is down.
+async fn open_store(url: Option<&str>, meanwhile: &'static str) -> Option<Lazy> {
+    match url {
+        Some(u) => Some(Lazy::open(u, meanwhile).await),
+        None => None,
+    }
 }
 
-impl LazyStore {
-    fn new(url: Option<String>) -> LazyStore {
-        LazyStore {
-            url,
-            store: None,
-            last_attempt: None,
-        }
+/// The store of `lazy`, when there is one and it answers.
+async fn connected(lazy: &mut Option<Lazy>) -> Option<&Store> {
+    match lazy {
+        Some(l) => l.get().await,
+        None => None,
     }
+}
 
-    async fn get(&mut self) -> Option<&Store> {
-        let url = self.url.as_deref()?;
-        if self.store.is_none() && self.last_attempt.is_none_or(|t| t.elapsed() >= RECONCILE_EVERY) {
-            self.last_attempt = Some(Instant::now());
-            match Store::connect(url).await {
-                Ok(s) => self.store = Some(s),
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "the enforcer cannot reach the store; decisions are kept in memory until it answers")
-                }
-            }
-        }
-        self.store.as_ref()
-    }
-
-    /// Reports a query the store refused (the pool reconnects by itself).
-    fn failed(&self, e: &anyhow::Error) {
-        tracing::warn!(error = %format!("{e:#}"), "the store refused the enforcer's query");
-    }
+/// Reports a query the store refused (the pool reconnects by itself).
+fn refused(e: &anyhow::Error) {
+    tracing::warn!(error = %format!("{e:#}"), "the store refused the enforcer's query");
 }
 
 /// Writes decisions to the store off the enforcer's path, so a slow disk (an fsync at a WAL
@@ -252,7 +240,7 @@ impl LazyStore {
 /// Decisions the store refuses are kept (at most [`MAX_UNSAVED`]) and tried again every
 /// [`RECONCILE_EVERY`]; when the channel closes, it tries once more and ends.
 async fn save_loop(url: Option<String>, mut rx: UnboundedReceiver<Vec<Decision>>) {
-    let mut store = LazyStore::new(url);
+    let mut store = open_store(url.as_deref(), "ban decisions are kept in memory until it answers").await;
     let mut unsaved: Vec<Decision> = Vec::new();
     loop {
         let got = if unsaved.is_empty() {
@@ -268,10 +256,10 @@ async fn save_loop(url: Option<String>, mut rx: UnboundedReceiver<Vec<Decision>>
             unsaved.extend(more);
         }
         if !unsaved.is_empty() {
-            if let Some(s) = store.get().await {
+            if let Some(s) = connected(&mut store).await {
                 match s.insert_decisions(&unsaved).await {
                     Ok(_) => unsaved.clear(),
-                    Err(e) => store.failed(&e),
+                    Err(e) => refused(&e),
                 }
             }
             if unsaved.len() > MAX_UNSAVED {
@@ -301,7 +289,10 @@ struct Worker {
     policy: Policy,
     host: String,
     instance: String,
-    store: LazyStore,
+    /// The store's URL (`None`: no store).
+    store_url: Option<String>,
+    /// The store, opened when the worker starts.
+    store: Option<Lazy>,
     fleet: Option<Fleet>,
     book: Arc<Mutex<Book>>,
     stats: Arc<EnforceStats>,
@@ -325,7 +316,12 @@ impl Worker {
     async fn run(mut self, mut rx: UnboundedReceiver<Command>) {
         let (save_tx, save_rx) = unbounded_channel();
         self.saver = Some(save_tx);
-        let saver = tokio::spawn(save_loop(self.store.url.clone(), save_rx));
+        let saver = tokio::spawn(save_loop(self.store_url.clone(), save_rx));
+        self.store = open_store(
+            self.store_url.as_deref(),
+            "bans are applied, and decisions made elsewhere are picked up when it answers",
+        )
+        .await;
         self.prepare();
         self.restore().await;
         let (fleet_tx, mut fleet_rx) = unbounded_channel();
@@ -421,11 +417,11 @@ impl Worker {
     async fn restore(&mut self) {
         let started = Instant::now();
         let now = time::now_ms();
-        let stored = match self.store.get().await {
+        let stored = match connected(&mut self.store).await {
             Some(s) => match s.active_decisions(now).await {
                 Ok(d) => d,
                 Err(e) => {
-                    self.store.failed(&e);
+                    refused(&e);
                     Vec::new()
                 }
             },
@@ -433,14 +429,14 @@ impl Worker {
         };
         self.last_id = stored.iter().map(|d| d.id).max().unwrap_or(0);
         // What ended or was lifted in the last day, for bouncers that pulled before a restart.
-        if let Some(s) = self.store.get().await {
+        if let Some(s) = connected(&mut self.store).await {
             match s.removed_between(now - REMEMBER_REMOVED_MS, now).await {
                 Ok(gone) => self
                     .book
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .seed_removed(gone.into_iter().map(|s| s.decision).collect()),
-                Err(e) => self.store.failed(&e),
+                Err(e) => refused(&e),
             }
         }
         let decisions: Vec<Decision> = stored
@@ -477,11 +473,11 @@ impl Worker {
         if let Some(n) = self.offences.get(value) {
             return *n;
         }
-        let n = match self.store.get().await {
+        let n = match connected(&mut self.store).await {
             Some(s) => match s.offences(value).await {
                 Ok(n) => n,
                 Err(e) => {
-                    self.store.failed(&e);
+                    refused(&e);
                     0
                 }
             },
@@ -586,10 +582,10 @@ impl Worker {
             self.stats.lifted.fetch_add(1, Ordering::Relaxed);
             self.backend_op("lifting a ban", |b| b.remove(&[gone.value]));
             tracing::info!(value = %gone.value, "ban lifted");
-            if let Some(s) = self.store.get().await
+            if let Some(s) = connected(&mut self.store).await
                 && let Err(e) = s.lift(&gone.value, time::now_ms()).await
             {
-                self.store.failed(&e);
+                refused(&e);
             }
             self.gauge();
         }
@@ -694,7 +690,7 @@ impl Worker {
     /// agent on the same database) and ones an operator lifted.
     async fn sync_store(&mut self) {
         let now = time::now_ms();
-        let Some(store) = self.store.get().await else {
+        let Some(store) = connected(&mut self.store).await else {
             return;
         };
         let (added, lifted) = match (
@@ -703,7 +699,7 @@ impl Worker {
         ) {
             (Ok(a), Ok(l)) => (a, l),
             (Err(e), _) | (_, Err(e)) => {
-                self.store.failed(&e);
+                refused(&e);
                 return;
             }
         };

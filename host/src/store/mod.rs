@@ -10,6 +10,7 @@
 //! - Text holds no NUL byte (PostgreSQL refuses them): a NUL is stored as `\x00`, nginx's escape.
 
 pub mod decisions;
+pub mod lazy;
 pub mod spool;
 pub mod time;
 

@@ -50,6 +50,11 @@ fn decision(uuid: &str, value: &str, until_ms: i64) -> decisions::Decision {
     }
 }
 
+/// The uuids of `decisions`.
+fn uuids(decisions: Vec<decisions::StoredDecision>) -> Vec<String> {
+    decisions.into_iter().map(|d| d.decision.uuid).collect()
+}
+
 /// The decisions table on either database: one row per uuid, offences counted across lifts,
 /// lifting, and the change queries the enforcer polls.
 async fn exercise_decisions(store: &Store, tag: &str) {
@@ -77,29 +82,14 @@ async fn exercise_decisions(store: &Store, tag: &str) {
     assert_eq!(mine.len(), 2);
     assert_eq!(mine[1].decision.value.to_string(), block);
     assert_eq!(mine[0].decision.reason, HOSTILE.replace('\0', "\\x00"));
-    let active = store.active_decisions(now).await.unwrap();
-    assert!(active.iter().any(|d| d.decision.uuid == a));
+    assert!(uuids(store.active_decisions(now).await.unwrap()).contains(&a));
     let value = ip.parse().unwrap();
     assert_eq!(store.offences(&value).await.unwrap(), 1);
     let lifted = store.lift(&value, now).await.unwrap();
     assert_eq!(lifted.len(), 1);
     assert!(store.lift(&value, now).await.unwrap().is_empty(), "lifted once");
-    assert!(
-        !store
-            .active_decisions(now)
-            .await
-            .unwrap()
-            .iter()
-            .any(|d| d.decision.uuid == a)
-    );
-    assert!(
-        store
-            .lifted_since(now)
-            .await
-            .unwrap()
-            .iter()
-            .any(|d| d.decision.uuid == a)
-    );
+    assert!(!uuids(store.active_decisions(now).await.unwrap()).contains(&a));
+    assert!(uuids(store.lifted_since(now).await.unwrap()).contains(&a));
     // A later ban of the same address is its second offence.
     store
         .insert_decisions(&[decision(&format!("{tag}-c"), &ip, now + 120_000)])
@@ -112,23 +102,13 @@ async fn exercise_decisions(store: &Store, tag: &str) {
         .await
         .unwrap();
     assert!(
-        !store
-            .active_decisions(now)
-            .await
-            .unwrap()
+        !uuids(store.active_decisions(now).await.unwrap())
             .iter()
-            .any(|d| d.decision.uuid.ends_with("-d"))
+            .any(|u| u.ends_with("-d"))
     );
     let listed = store.list_decisions(true, now, 10).await.unwrap();
     assert!(listed.iter().any(|d| d.decision.uuid == a && d.deleted_ms.is_some()));
-    assert!(
-        !store
-            .list_decisions(false, now, 1000)
-            .await
-            .unwrap()
-            .iter()
-            .any(|d| d.decision.uuid == a)
-    );
+    assert!(!uuids(store.list_decisions(false, now, 1000).await.unwrap()).contains(&a));
 }
 
 #[tokio::test]
