@@ -114,10 +114,11 @@ pub struct Enforcer {
 }
 
 impl Enforcer {
-    /// Starts the enforcer thread: restores the bans in force from the store, then applies new
-    /// ones as they come.
+    /// Starts the enforcer thread and returns once it has restored the bans in force from the
+    /// store; it then applies new ones as they come.
     pub fn start(options: Options) -> anyhow::Result<Enforcer> {
         let (tx, rx) = unbounded_channel();
+        let (restored_tx, restored_rx) = std::sync::mpsc::channel::<()>();
         let stats = Arc::new(EnforceStats::default());
         let book = Arc::new(Mutex::new(Book::default()));
         let allowlist = options.allowlist.clone();
@@ -151,8 +152,11 @@ impl Enforcer {
                     return;
                 }
             };
-            rt.block_on(worker.run(rx));
+            rt.block_on(worker.run(rx, restored_tx));
         })?;
+        // The restore is part of start-up: the book is complete before the decisions API serves
+        // it and before lines are analysed. An error means the thread ended; its log says why.
+        let _ = restored_rx.recv();
         Ok(Enforcer {
             tx: Some(tx),
             allowlist,
@@ -313,7 +317,7 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(mut self, mut rx: UnboundedReceiver<Command>) {
+    async fn run(mut self, mut rx: UnboundedReceiver<Command>, restored: std::sync::mpsc::Sender<()>) {
         let (save_tx, save_rx) = unbounded_channel();
         self.saver = Some(save_tx);
         let saver = tokio::spawn(save_loop(self.store_url.clone(), save_rx));
@@ -324,6 +328,7 @@ impl Worker {
         .await;
         self.prepare();
         self.restore().await;
+        let _ = restored.send(());
         let (fleet_tx, mut fleet_rx) = unbounded_channel();
         if let Some(f) = self.fleet.clone() {
             // On a thread of its own: its XREAD blocks.
