@@ -8,14 +8,13 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::daemon::{stop, write_config};
+use super::daemon::{config_with_log, start_with_env, stop};
 use super::{KillOnDrop, line};
 
 const SUB: &str = "00000000-0000-0000-0000-0000000000aa";
@@ -292,24 +291,19 @@ impl FakeAzure {
     }
 }
 
+/// Starts `logsec run` with client-secret credentials whose token endpoint is `fake`.
 fn start(config: &std::path::Path, fake: &FakeAzure) -> KillOnDrop {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(config.with_file_name("daemon.log"))
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_logsec"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("AZURE_CREDENTIAL_KIND", "clientsecret")
-        .env("AZURE_AUTHORITY_HOST", format!("{}/", fake.url()))
-        .env("AZURE_TENANT_ID", TENANT)
-        .env("AZURE_CLIENT_ID", CLIENT_ID)
-        .env("AZURE_CLIENT_SECRET", SECRET)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .map(|c| KillOnDrop(Some(c)))
-        .expect("start logsec run")
+    let authority = format!("{}/", fake.url());
+    start_with_env(
+        config,
+        &[
+            ("AZURE_CREDENTIAL_KIND", "clientsecret"),
+            ("AZURE_AUTHORITY_HOST", &authority),
+            ("AZURE_TENANT_ID", TENANT),
+            ("AZURE_CLIENT_ID", CLIENT_ID),
+            ("AZURE_CLIENT_SECRET", SECRET),
+        ],
+    )
 }
 
 fn eventually(f: impl FnMut() -> bool) -> bool {
@@ -321,12 +315,9 @@ fn azure_nsg_rules_follow_the_bans() {
     let fake = FakeAzure::start();
     fake.fail_puts.store(1, Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    std::fs::write(&log, "").unwrap();
     let port = super::daemon::free_port();
-    let config = write_config(
+    let (log, config) = config_with_log(
         dir.path(),
-        &format!("[[sources]]\npath = {:?}\nread_from = \"beginning\"\n", log),
         &format!(
             "[response]\nbackend = \"azure\"\nban_ttl = \"6s\"\nallowlist = [\"127.0.0.0/8\", \"192.0.2.8/32\"]\n\n\
              [response.azure]\nsubscription_id = {SUB:?}\nresource_group = {RG:?}\nnsg = {NSG:?}\npriority_base = 200\n\

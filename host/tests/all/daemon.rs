@@ -13,6 +13,11 @@ use super::{KillOnDrop as Daemon, built_plugins, line, rules_file};
 
 /// Starts the daemon, its log appended to `config`'s folder/daemon.log.
 pub(super) fn start(config: &Path) -> Daemon {
+    start_with_env(config, &[])
+}
+
+/// As [`start`], with `env` added to the daemon's environment.
+pub(super) fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Daemon {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -20,6 +25,7 @@ pub(super) fn start(config: &Path) -> Daemon {
         .unwrap();
     Command::new(env!("CARGO_BIN_EXE_logsec"))
         .args(["run", "--config", config.to_str().unwrap()])
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .spawn()
@@ -179,6 +185,16 @@ pub(super) fn write_config(dir: &Path, sources: &str, extra: &str) -> std::path:
     )
     .unwrap();
     config
+}
+
+/// An empty `access.log` in `dir`, read from the beginning, and a config with `extra` sections:
+/// the log's path and the config's.
+pub(super) fn config_with_log(dir: &Path, extra: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let log = dir.join("access.log");
+    std::fs::write(&log, "").unwrap();
+    let sources = format!("[[sources]]\npath = {:?}\nread_from = \"beginning\"\n", log);
+    let config = write_config(dir, &sources, extra);
+    (log, config)
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::daemon::{free_port, stop, write_config};
+use super::daemon::{config_with_log, free_port, start_with_env, stop};
 use super::{KillOnDrop, http_get, line};
 
 const KEY: &str = "bouncer-key-for-tests-0123456789";
@@ -54,19 +54,7 @@ fn values(list: &Value) -> Vec<String> {
 
 /// Starts `logsec run` with a bouncer key in its environment.
 fn start_with_key(config: &Path) -> KillOnDrop {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(config.with_file_name("daemon.log"))
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_logsec"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("LOGSEC_BOUNCER_KEY", KEY)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::from(log))
-        .spawn()
-        .map(|c| KillOnDrop(Some(c)))
-        .expect("start logsec run")
+    start_with_env(config, &[("LOGSEC_BOUNCER_KEY", KEY)])
 }
 
 #[test]
@@ -74,11 +62,8 @@ fn decisions_api_aggregation_repeat_offenders_and_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path();
     let port = free_port();
-    let log = w.join("access.log");
-    std::fs::write(&log, "").unwrap();
-    let config = write_config(
+    let (log, config) = config_with_log(
         w,
-        &format!("[[sources]]\npath = {:?}\nread_from = \"beginning\"\n", log),
         &format!(
             "[response]\nbackend = \"log\"\nban_ttl = \"5s\"\nban_factor = 3.0\naggregate_after = 2\n\
              trusted_proxies = [\"10.0.0.0/8\"]\n\
@@ -247,25 +232,12 @@ fn a_failing_backend_is_reported_and_analysis_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path();
     let port = free_port();
-    let log = w.join("access.log");
-    std::fs::write(&log, "").unwrap();
-    let config = write_config(
+    let (log, config) = config_with_log(
         w,
-        &format!("[[sources]]\npath = {:?}\nread_from = \"beginning\"\n", log),
         &format!("[response]\nbackend = \"nftables\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n"),
     );
     // No `nft` on this PATH: the backend cannot work.
-    let daemon = Command::new(env!("CARGO_BIN_EXE_logsec"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("PATH", w)
-        .env("LOGSEC_BOUNCER_KEY", KEY)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::from(
-            std::fs::File::create(w.join("daemon.log")).unwrap(),
-        ))
-        .spawn()
-        .map(|c| KillOnDrop(Some(c)))
-        .unwrap();
+    let daemon = start_with_env(&config, &[("PATH", w.to_str().unwrap()), ("LOGSEC_BOUNCER_KEY", KEY)]);
     attack(&log, "203.0.113.70");
     assert!(
         eventually(|| !json(port, "/v1/decisions?ip=203.0.113.70").is_null()),
@@ -302,11 +274,8 @@ fn two_agents_on_one_redis_share_their_bans() {
     let agent = |name: &str, allow: &str| {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let log = dir.path().join("access.log");
-        std::fs::write(&log, "").unwrap();
-        let config = write_config(
+        let (log, config) = config_with_log(
             dir.path(),
-            &format!("[[sources]]\npath = {:?}\nread_from = \"beginning\"\n", log),
             &format!(
                 "[brain]\nurl = \"redis://127.0.0.1:6379/12\"\n\n[response]\nbackend = \"log\"\nban_ttl = \"1h\"\n\
                  fleet_stream = {stream:?}\nallowlist = [\"127.0.0.0/8\", {allow:?}]\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n"
